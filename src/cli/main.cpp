@@ -1,0 +1,2 @@
+// main.cpp: entry point.
+int main() { return 0; }

@@ -1,0 +1,2 @@
+// asio_impl.cpp: the one translation unit that compiles Asio (ASIO_SEPARATE_COMPILATION).
+#include <asio/impl/src.hpp>
