@@ -1,0 +1,43 @@
+// command.hpp: one SMTP command line → a Command value, or the Reply that refuses it.
+// Pure parsing (RFC 5321 §4.1, RFC 1870 SIZE, RFC 6152 8BITMIME, RFC 6531 SMTPUTF8, RFC 4954 AUTH).
+// It knows nothing of the session's state: sequencing is ServerSession's job.
+#pragma once
+
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <variant>
+
+#include "mailferry/smtp/reply.hpp"
+
+namespace mailferry::smtp {
+
+namespace command {
+struct Ehlo { std::string domain; };
+struct Helo { std::string domain; };
+struct Mail {
+  std::string sender;                  // empty = null sender
+  std::optional<std::uint64_t> size;   // SIZE=
+  bool body_8bit = false;              // BODY=8BITMIME
+  bool smtputf8 = false;               // SMTPUTF8
+};
+struct Rcpt { std::string recipient; };
+struct Data {};
+struct Rset {};
+struct Noop {};
+struct Quit {};
+struct Vrfy {};
+struct Help {};
+struct StartTls {};
+struct Auth { std::string mechanism; std::string initial_response; };   // mechanism upper-cased
+}  // namespace command
+
+using Command = std::variant<command::Ehlo, command::Helo, command::Mail, command::Rcpt, command::Data,
+                             command::Rset, command::Noop, command::Quit, command::Vrfy, command::Help,
+                             command::StartTls, command::Auth>;
+
+// `line` is without its CRLF. A syntax error comes back as the Reply to send (500/501/502/555).
+std::variant<Command, Reply> parse_command(std::string_view line, std::size_t max_path);
+
+}  // namespace mailferry::smtp

@@ -1,0 +1,122 @@
+// server_session.hpp: the SMTP submission protocol as a pure state machine.
+// Never touches a socket, a file or the clock: bytes and `now` come in, Actions go out.
+// The spool decides durability: the 250 after the final "." is only sent once the shell reports
+// the commit with handle_committed(id).
+#pragma once
+
+#include <cstdint>
+#include <optional>
+#include <span>
+#include <string>
+#include <variant>
+#include <vector>
+
+#include "mailferry/base/time.hpp"
+#include "mailferry/smtp/data_decoder.hpp"
+#include "mailferry/smtp/limits.hpp"
+#include "mailferry/smtp/line_splitter.hpp"
+#include "mailferry/smtp/reply.hpp"
+
+namespace mailferry::smtp {
+
+// What the listener's configuration and the peer's address decide about a session.
+struct SessionPolicy {
+  std::string hostname;           // in the greeting, EHLO reply and Received:
+  Limits limits;
+  bool auth_required = true;      // listener auth = "required"
+  bool peer_trusted = false;      // the client address is in trusted_networks
+  bool starttls_offered = false;  // listener tls = "starttls" (TLS itself comes with the TLS engine)
+  bool implicit_tls = false;      // listener tls = "implicit": the greeting waits for the handshake
+};
+
+// The envelope of the transaction being received.
+struct Transaction {
+  std::string sender;                  // empty = null sender
+  std::vector<std::string> recipients;
+  bool body_8bit = false;
+  bool smtputf8 = false;
+  std::string helo;                    // what the client called itself
+  std::string protocol;                // for Received: "ESMTP", "SMTP" (+S with TLS, +A with AUTH)
+  std::string user;                    // authenticated user, empty when none
+};
+
+enum class CommitError { no_space, io };
+
+namespace server_action {
+struct Send { std::string bytes; };
+struct BeginMessage { Transaction transaction; };   // open a spool Incoming
+struct AppendData { std::string bytes; };           // normalised, unstuffed message bytes
+struct CommitMessage {};    // make it durable, then handle_committed() or handle_commit_failed()
+struct AbortMessage {};     // discard what was appended (too big, client gone)
+struct Close {};            // close the connection; the session is over
+}  // namespace server_action
+
+using Action = std::variant<server_action::Send, server_action::BeginMessage, server_action::AppendData,
+                            server_action::CommitMessage, server_action::AbortMessage, server_action::Close>;
+
+enum class State {
+  tls_wait,    // implicit TLS: waiting for the handshake before the greeting
+  greeting,    // connected, greeting not sent yet
+  ready,       // between transactions (before or after EHLO)
+  mail,        // MAIL accepted: RCPT expected
+  rcpt,        // at least one RCPT accepted
+  data,        // inside DATA
+  committing,  // final "." seen, waiting for the spool
+  closed,
+};
+
+class ServerSession {
+ public:
+  explicit ServerSession(SessionPolicy policy);
+
+  // inputs
+  void handle_connected(TimePoint now);   // greeting, or wait for TLS on an implicit listener
+  void handle_bytes(std::span<const char> in, TimePoint now);
+  void handle_committed(std::string_view queue_id, TimePoint now);
+  void handle_commit_failed(CommitError e, TimePoint now);
+  void handle_timeout(TimePoint now);
+  void handle_eof(TimePoint now);
+  // The shell is stopping (SIGTERM): finish nothing new; the next reply is 421.
+  void handle_shutdown(TimePoint now);
+
+  // outputs
+  std::optional<Action> poll_action();
+  std::optional<TimePoint> poll_deadline() const;
+
+  // getters
+  State state() const { return state_; }
+  const std::string& helo() const { return helo_; }
+  std::uint64_t messages_accepted() const { return messages_accepted_; }
+
+ private:
+  void process_input(TimePoint now);
+  void process_line(const LineSplitter::Line& line, TimePoint now);
+  void process_data(std::string_view bytes, TimePoint now);
+  void finish_data(TimePoint now);
+  void send(const Reply& r);
+  void send_raw(std::string bytes);
+  void error_reply(const Reply& r);
+  void close_with(const Reply& r);
+  void reset_transaction();
+  std::string ehlo_reply() const;
+  bool may_relay() const;
+
+  SessionPolicy policy_;
+  State state_ = State::greeting;
+  LineSplitter lines_;
+  DataDecoder data_;
+  std::string pending_input_;     // bytes held while committing (pipelined commands after ".")
+  std::vector<Action> actions_;   // FIFO; Send actions are coalesced
+  std::size_t next_action_ = 0;
+  Transaction txn_;
+  std::string helo_;
+  bool esmtp_ = false;
+  std::uint64_t data_size_ = 0;
+  bool data_too_big_ = false;
+  std::size_t errors_ = 0;
+  bool shutting_down_ = false;
+  std::uint64_t messages_accepted_ = 0;
+  TimePoint deadline_{};
+};
+
+}  // namespace mailferry::smtp

@@ -1,0 +1,308 @@
+// server_session.cpp: the submission protocol. Check, then proceed: each command is first checked
+// against the session's state and policy (a refusal is a reply), then carried out.
+#include "mailferry/smtp/server_session.hpp"
+
+#include <algorithm>
+#include <string>
+
+#include "mailferry/smtp/command.hpp"
+
+namespace mailferry::smtp {
+namespace {
+
+bool has_8bit(std::string_view s) {
+  return std::any_of(s.begin(), s.end(), [](char c) { return static_cast<unsigned char>(c) >= 0x80; });
+}
+
+}  // namespace
+
+ServerSession::ServerSession(SessionPolicy policy)
+    : policy_(std::move(policy)), lines_(policy_.limits.max_command_line) {}
+
+void ServerSession::handle_connected(TimePoint now) {
+  deadline_ = now + policy_.limits.command_timeout;
+  if (policy_.implicit_tls) {
+    state_ = State::tls_wait;
+    return;
+  }
+  state_ = State::ready;
+  send(make_reply(220, "", policy_.hostname + " ESMTP mailferry"));
+}
+
+void ServerSession::handle_bytes(std::span<const char> in, TimePoint now) {
+  switch (state_) {
+    case State::closed:
+    case State::tls_wait:   // bytes before the handshake are the TLS engine's, never ours
+      return;
+    case State::committing:
+      // Pipelined commands after the final ".": answered once the spool has spoken (RFC 2920 §3.1).
+      pending_input_.append(in.data(), in.size());
+      return;
+    case State::greeting:
+    case State::ready:
+    case State::mail:
+    case State::rcpt:
+    case State::data:
+      break;
+  }
+  deadline_ = now + (state_ == State::data ? policy_.limits.data_timeout : policy_.limits.command_timeout);
+  if (state_ == State::data) {
+    process_data(std::string_view(in.data(), in.size()), now);
+  } else {
+    lines_.feed(std::string_view(in.data(), in.size()));
+  }
+  process_input(now);
+}
+
+void ServerSession::process_input(TimePoint now) {
+  while (state_ == State::ready || state_ == State::mail || state_ == State::rcpt ||
+         state_ == State::greeting) {
+    auto line = lines_.next();
+    if (!line) return;
+    process_line(*line, now);
+    if (state_ == State::data) {
+      // Whatever followed DATA in the same read is already message content.
+      process_data(lines_.take_rest(), now);
+    }
+  }
+}
+
+void ServerSession::process_line(const LineSplitter::Line& line, TimePoint now) {
+  (void)now;
+  if (line.too_long) return error_reply(make_reply(500, "5.5.2", "Error: line too long"));
+
+  auto parsed = parse_command(line.text, policy_.limits.max_path);
+  if (auto* refusal = std::get_if<Reply>(&parsed)) return error_reply(*refusal);
+  auto& cmd = std::get<Command>(parsed);
+
+  if (shutting_down_ && state_ == State::ready && !std::holds_alternative<command::Quit>(cmd)) {
+    return close_with(make_reply(421, "4.3.2", policy_.hostname + " Service shutting down"));
+  }
+
+  std::visit(
+      [&](auto& c) {
+        using T = std::decay_t<decltype(c)>;
+        if constexpr (std::is_same_v<T, command::Ehlo> || std::is_same_v<T, command::Helo>) {
+          reset_transaction();
+          helo_ = c.domain;
+          esmtp_ = std::is_same_v<T, command::Ehlo>;
+          state_ = State::ready;
+          if (esmtp_) send_raw(ehlo_reply());
+          else send(make_reply(250, "", policy_.hostname));
+        } else if constexpr (std::is_same_v<T, command::Mail>) {
+          if (helo_.empty()) return error_reply(make_reply(503, "5.5.1", "Error: send HELO/EHLO first"));
+          if (state_ != State::ready) return error_reply(make_reply(503, "5.5.1", "Error: nested MAIL command"));
+          if (policy_.auth_required) {
+            return error_reply(make_reply(530, "5.7.0", "Authentication required"));
+          }
+          if ((c.body_8bit || c.smtputf8 || c.size) && !esmtp_) {
+            return error_reply(make_reply(555, "5.5.4", "MAIL parameters need EHLO"));
+          }
+          if (c.size && *c.size > policy_.limits.max_message_size) {
+            return send(make_reply(552, "5.3.4", "Message size exceeds fixed maximum message size"));
+          }
+          txn_ = Transaction{};
+          txn_.sender = std::move(c.sender);
+          txn_.body_8bit = c.body_8bit;
+          txn_.smtputf8 = c.smtputf8;
+          state_ = State::mail;
+          send(make_reply(250, "2.1.0", "Ok"));
+        } else if constexpr (std::is_same_v<T, command::Rcpt>) {
+          if (state_ != State::mail && state_ != State::rcpt) {
+            return error_reply(make_reply(503, "5.5.1", "Error: need MAIL command"));
+          }
+          if (!may_relay()) {
+            return send(make_reply(554, "5.7.1", "<" + c.recipient + ">: Relay access denied"));
+          }
+          if (has_8bit(c.recipient) && !txn_.smtputf8) {
+            return send(make_reply(553, "5.6.7", "Non-ASCII address requires SMTPUTF8"));
+          }
+          if (txn_.recipients.size() >= policy_.limits.max_recipients) {
+            return send(make_reply(452, "4.5.3", "Error: too many recipients"));
+          }
+          txn_.recipients.push_back(std::move(c.recipient));
+          state_ = State::rcpt;
+          send(make_reply(250, "2.1.5", "Ok"));
+        } else if constexpr (std::is_same_v<T, command::Data>) {
+          if (state_ == State::mail) return send(make_reply(554, "5.5.1", "Error: no valid recipients"));
+          if (state_ != State::rcpt) return error_reply(make_reply(503, "5.5.1", "Error: need RCPT command"));
+          send(make_reply(354, "", "End data with <CR><LF>.<CR><LF>"));
+          txn_.helo = helo_;
+          txn_.protocol = esmtp_ ? "ESMTP" : "SMTP";
+          actions_.emplace_back(server_action::BeginMessage{txn_});
+          data_.reset();
+          data_size_ = 0;
+          data_too_big_ = false;
+          state_ = State::data;
+        } else if constexpr (std::is_same_v<T, command::Rset>) {
+          reset_transaction();
+          send(make_reply(250, "2.0.0", "Ok"));
+        } else if constexpr (std::is_same_v<T, command::Noop>) {
+          send(make_reply(250, "2.0.0", "Ok"));
+        } else if constexpr (std::is_same_v<T, command::Quit>) {
+          close_with(make_reply(221, "2.0.0", "Bye"));
+        } else if constexpr (std::is_same_v<T, command::Vrfy>) {
+          send(make_reply(252, "2.5.2", "Cannot VRFY user, but will accept message and attempt delivery"));
+        } else if constexpr (std::is_same_v<T, command::Help>) {
+          send(make_reply(214, "2.0.0", "Commands: EHLO HELO MAIL RCPT DATA RSET NOOP QUIT VRFY HELP"));
+        } else if constexpr (std::is_same_v<T, command::StartTls>) {
+          error_reply(make_reply(502, "5.5.1", "Error: STARTTLS not available on this listener"));
+        } else if constexpr (std::is_same_v<T, command::Auth>) {
+          error_reply(make_reply(502, "5.5.1", "Error: AUTH not available on this listener"));
+        }
+      },
+      cmd);
+}
+
+void ServerSession::process_data(std::string_view bytes, TimePoint now) {
+  std::string decoded;
+  const auto progress = data_.decode(bytes, decoded);
+  if (!decoded.empty() && !data_too_big_) {
+    data_size_ += decoded.size();
+    if (data_size_ > policy_.limits.max_message_size) {
+      // Keep reading to the end of data (the client expects to finish), but store nothing more.
+      data_too_big_ = true;
+      actions_.emplace_back(server_action::AbortMessage{});
+    } else {
+      actions_.emplace_back(server_action::AppendData{std::move(decoded)});
+    }
+  }
+  if (!progress.finished) return;
+  const std::string_view rest = bytes.substr(progress.consumed);
+  if (data_too_big_) {
+    reset_transaction();
+    state_ = State::ready;
+    send(make_reply(552, "5.3.4", "Message size exceeds fixed maximum message size"));
+    lines_.feed(rest);
+    return;   // process_input continues with the lines that followed
+  }
+  finish_data(now);
+  pending_input_.append(rest);
+}
+
+void ServerSession::finish_data(TimePoint) {
+  actions_.emplace_back(server_action::CommitMessage{});
+  state_ = State::committing;
+}
+
+void ServerSession::handle_committed(std::string_view queue_id, TimePoint now) {
+  if (state_ != State::committing) return;
+  ++messages_accepted_;
+  reset_transaction();
+  send(make_reply(250, "2.0.0", "Ok: queued as " + std::string(queue_id)));
+  deadline_ = now + policy_.limits.command_timeout;
+  lines_.feed(pending_input_);
+  pending_input_.clear();
+  process_input(now);
+}
+
+void ServerSession::handle_commit_failed(CommitError e, TimePoint now) {
+  if (state_ != State::committing) return;
+  reset_transaction();
+  switch (e) {
+    case CommitError::no_space:
+      send(make_reply(452, "4.3.1", "Insufficient system storage"));
+      break;
+    case CommitError::io:
+      send(make_reply(451, "4.3.0", "Local error in processing, try again later"));
+      break;
+  }
+  deadline_ = now + policy_.limits.command_timeout;
+  lines_.feed(pending_input_);
+  pending_input_.clear();
+  process_input(now);
+}
+
+void ServerSession::handle_timeout(TimePoint now) {
+  if (state_ == State::closed || state_ == State::committing || now < deadline_) return;
+  if (state_ == State::data && !data_too_big_) actions_.emplace_back(server_action::AbortMessage{});
+  close_with(make_reply(421, "4.4.2", policy_.hostname + " Error: timeout exceeded"));
+}
+
+void ServerSession::handle_eof(TimePoint) {
+  if (state_ == State::closed) return;
+  if (state_ == State::data && !data_too_big_) actions_.emplace_back(server_action::AbortMessage{});
+  if (state_ == State::committing) return;   // the commit result still arrives; then we close
+  state_ = State::closed;
+  actions_.emplace_back(server_action::Close{});
+}
+
+void ServerSession::handle_shutdown(TimePoint) {
+  shutting_down_ = true;
+  if (state_ == State::ready || state_ == State::greeting || state_ == State::tls_wait) {
+    close_with(make_reply(421, "4.3.2", policy_.hostname + " Service shutting down"));
+  }
+}
+
+std::optional<Action> ServerSession::poll_action() {
+  if (next_action_ >= actions_.size()) {
+    actions_.clear();
+    next_action_ = 0;
+    return std::nullopt;
+  }
+  return std::move(actions_[next_action_++]);
+}
+
+std::optional<TimePoint> ServerSession::poll_deadline() const {
+  switch (state_) {
+    case State::closed:
+    case State::committing:
+      return std::nullopt;
+    case State::tls_wait:
+    case State::greeting:
+    case State::ready:
+    case State::mail:
+    case State::rcpt:
+    case State::data:
+      return deadline_;
+  }
+  return std::nullopt;
+}
+
+void ServerSession::send(const Reply& r) { send_raw(r.wire()); }
+
+void ServerSession::send_raw(std::string bytes) {
+  // Coalesce replies produced by one batch of pipelined commands into one write (RFC 2920 §3.2).
+  if (next_action_ < actions_.size()) {
+    if (auto* last = std::get_if<server_action::Send>(&actions_.back())) {
+      last->bytes += bytes;
+      return;
+    }
+  }
+  actions_.emplace_back(server_action::Send{std::move(bytes)});
+}
+
+void ServerSession::error_reply(const Reply& r) {
+  if (++errors_ >= policy_.limits.max_errors) {
+    return close_with(make_reply(421, "4.7.0", policy_.hostname + " Error: too many errors"));
+  }
+  send(r);
+}
+
+void ServerSession::close_with(const Reply& r) {
+  send(r);
+  state_ = State::closed;
+  actions_.emplace_back(server_action::Close{});
+}
+
+void ServerSession::reset_transaction() {
+  txn_ = Transaction{};
+  if (state_ == State::mail || state_ == State::rcpt || state_ == State::committing) state_ = State::ready;
+}
+
+std::string ServerSession::ehlo_reply() const {
+  Reply r{250, "", {policy_.hostname}};
+  r.lines.push_back("PIPELINING");
+  r.lines.push_back("SIZE " + std::to_string(policy_.limits.max_message_size));
+  r.lines.push_back("8BITMIME");
+  r.lines.push_back("ENHANCEDSTATUSCODES");
+  r.lines.push_back("SMTPUTF8");
+  return r.wire();
+}
+
+bool ServerSession::may_relay() const {
+  // Never an open relay: without AUTH, only a trusted client on an auth = "none" listener.
+  return !policy_.auth_required && policy_.peer_trusted;
+}
+
+}  // namespace mailferry::smtp

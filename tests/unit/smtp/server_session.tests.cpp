@@ -1,0 +1,260 @@
+// server_session.tests.cpp: the submission state machine, driven by transcripts fed whole,
+// byte by byte and split at every position — the outcome must not depend on how TCP cuts the bytes.
+#include <catch2/catch.hpp>
+
+#include <string>
+#include <vector>
+
+#include "mailferry/smtp/server_session.hpp"
+
+using namespace mailferry;
+using namespace mailferry::smtp;
+
+namespace {
+
+struct Outcome {
+  std::string sent;                      // every byte the server wrote
+  std::vector<Transaction> begun;
+  std::vector<std::string> messages;     // committed message bodies
+  int aborts = 0;
+  bool closed = false;
+
+  bool operator==(const Outcome& o) const {
+    return sent == o.sent && messages == o.messages && aborts == o.aborts && closed == o.closed &&
+           begun.size() == o.begun.size();
+  }
+};
+
+SessionPolicy trusted_policy() {
+  SessionPolicy p;
+  p.hostname = "relay.test";
+  p.auth_required = false;
+  p.peer_trusted = true;
+  p.limits.max_message_size = 1000;
+  p.limits.max_recipients = 3;
+  return p;
+}
+
+// Drives a session over `chunks`, committing every message as Q<n>.
+Outcome run(const SessionPolicy& policy, const std::vector<std::string>& chunks, bool fail_commit = false) {
+  ServerSession s(policy);
+  Outcome out;
+  std::string current;
+  int committed = 0;
+  const TimePoint now{};
+  s.handle_connected(now);
+  auto drain = [&](auto& self) -> void {
+    while (auto a = s.poll_action()) {
+      std::visit(
+          [&](auto& act) {
+            using T = std::decay_t<decltype(act)>;
+            if constexpr (std::is_same_v<T, server_action::Send>) out.sent += act.bytes;
+            else if constexpr (std::is_same_v<T, server_action::BeginMessage>) {
+              out.begun.push_back(act.transaction);
+              current.clear();
+            } else if constexpr (std::is_same_v<T, server_action::AppendData>) current += act.bytes;
+            else if constexpr (std::is_same_v<T, server_action::AbortMessage>) ++out.aborts;
+            else if constexpr (std::is_same_v<T, server_action::CommitMessage>) {
+              if (fail_commit) {
+                s.handle_commit_failed(CommitError::no_space, now);
+              } else {
+                out.messages.push_back(current);
+                s.handle_committed("Q" + std::to_string(++committed), now);
+              }
+            } else if constexpr (std::is_same_v<T, server_action::Close>) out.closed = true;
+          },
+          *a);
+      (void)self;
+    }
+  };
+  drain(drain);
+  for (const auto& c : chunks) {
+    s.handle_bytes(std::span<const char>(c.data(), c.size()), now);
+    drain(drain);
+  }
+  return out;
+}
+
+// The same input three ways: whole, byte by byte, and with one split at every position.
+Outcome run_all_ways(const SessionPolicy& policy, const std::string& input, bool fail_commit = false) {
+  const Outcome whole = run(policy, {input}, fail_commit);
+  std::vector<std::string> bytes;
+  for (char c : input) bytes.emplace_back(1, c);
+  const Outcome by_byte = run(policy, bytes, fail_commit);
+  CHECK(by_byte == whole);
+  for (std::size_t i = 1; i < input.size(); i += std::max<std::size_t>(1, input.size() / 64)) {
+    const Outcome split = run(policy, {input.substr(0, i), input.substr(i)}, fail_commit);
+    CAPTURE(i);
+    CHECK(split == whole);
+  }
+  return whole;
+}
+
+std::size_t count(const std::string& hay, const std::string& needle) {
+  std::size_t n = 0;
+  for (auto p = hay.find(needle); p != std::string::npos; p = hay.find(needle, p + 1)) ++n;
+  return n;
+}
+
+}  // namespace
+
+TEST_CASE("a pipelined submission is queued and answered in order", "[smtp][server]") {
+  const std::string input =
+      "EHLO client.test\r\nMAIL FROM:<a@example.com> SIZE=20 BODY=8BITMIME\r\nRCPT TO:<b@example.net>\r\n"
+      "RCPT TO:<c@example.net>\r\nDATA\r\nSubject: hi\r\n\r\n..dot\r\nbody\r\n.\r\nQUIT\r\n";
+  const auto out = run_all_ways(trusted_policy(), input);
+  REQUIRE(out.messages.size() == 1);
+  CHECK(out.messages[0] == "Subject: hi\r\n\r\n.dot\r\nbody\r\n");
+  REQUIRE(out.begun.size() == 1);
+  CHECK(out.begun[0].sender == "a@example.com");
+  CHECK(out.begun[0].recipients == std::vector<std::string>{"b@example.net", "c@example.net"});
+  CHECK(out.begun[0].body_8bit);
+  CHECK(out.sent.find("220 relay.test ESMTP") == 0);
+  CHECK(out.sent.find("250-PIPELINING\r\n") != std::string::npos);
+  CHECK(out.sent.find("250 2.0.0 Ok: queued as Q1\r\n221 2.0.0 Bye\r\n") != std::string::npos);
+  CHECK(out.closed);
+}
+
+TEST_CASE("the EHLO reply lists the SPEC's extensions and no AUTH or STARTTLS on a plain listener",
+          "[smtp][server]") {
+  const auto out = run(trusted_policy(), {"EHLO x\r\n"});
+  for (const char* ext : {"PIPELINING", "SIZE 1000", "8BITMIME", "ENHANCEDSTATUSCODES", "SMTPUTF8"}) {
+    CAPTURE(ext);
+    CHECK((out.sent.find(std::string("250-") + ext) != std::string::npos ||
+           out.sent.find(std::string("250 ") + ext) != std::string::npos));
+  }
+  CHECK(out.sent.find("STARTTLS") == std::string::npos);
+  CHECK(out.sent.find("AUTH") == std::string::npos);
+}
+
+TEST_CASE("sequencing errors get 503 and the session survives", "[smtp][server]") {
+  auto [input, expected] = GENERATE(table<std::string, std::string>({
+      {"MAIL FROM:<a@x.org>\r\n", "503 5.5.1 Error: send HELO/EHLO first"},
+      {"EHLO x\r\nRCPT TO:<b@x.org>\r\n", "503 5.5.1 Error: need MAIL command"},
+      {"EHLO x\r\nDATA\r\n", "503 5.5.1 Error: need RCPT command"},
+      {"EHLO x\r\nMAIL FROM:<a@x.org>\r\nMAIL FROM:<a@x.org>\r\n", "503 5.5.1 Error: nested MAIL"},
+      {"EHLO x\r\nMAIL FROM:<a@x.org>\r\nDATA\r\n", "554 5.5.1 Error: no valid recipients"},
+      {"EHLO x\r\nMAIL FROM:a@x.org\r\n", "501 5.1.7"},
+      {"EHLO x\r\nMAIL FROM:<a@x.org> FOO=1\r\n", "555 5.5.4"},
+      {"EHLO x\r\nMAIL FROM:<a@x.org> SIZE=x\r\n", "501 5.5.4"},
+      {"EHLO x\r\nMAIL FROM:<a@x.org> SIZE=5000\r\n", "552 5.3.4"},
+      {"EHLO x\r\nMAIL FROM:<a@x.org>\r\nRCPT TO:<>\r\n", "501 5.1.3"},
+      {"EHLO x\r\nMAIL FROM:<a@x.org>\r\nRCPT TO:<b\x01@x.org>\r\n", "500 5.5.2"},
+      {"EHLO x\r\nMAIL FROM:<a@x.org>\r\nRCPT TO:<\xc3\xa9@x.org>\r\n", "553 5.6.7"},
+      {"FOO\r\n", "502 5.5.2"},
+      {"VRFY a\r\n", "252 2.5.2"},
+      {"STARTTLS\r\n", "502 5.5.1"},
+      {"AUTH PLAIN\r\n", "502 5.5.1"},
+  }));
+  CAPTURE(input);
+  const auto out = run_all_ways(trusted_policy(), input + "NOOP\r\n");
+  CHECK(out.sent.find(expected) != std::string::npos);
+  CHECK(out.sent.find("250 2.0.0 Ok\r\n") != std::string::npos);   // NOOP still answered
+  CHECK(out.messages.empty());
+}
+
+TEST_CASE("nobody relays unless trusted on an auth = none listener", "[smtp][server][relay]") {
+  auto [auth_required, trusted, expected] = GENERATE(table<bool, bool, std::string>({
+      {false, false, "554 5.7.1 <b@x.org>: Relay access denied"},
+      {true, true, "530 5.7.0 Authentication required"},
+      {true, false, "530 5.7.0 Authentication required"},
+  }));
+  auto policy = trusted_policy();
+  policy.auth_required = auth_required;
+  policy.peer_trusted = trusted;
+  const auto out = run_all_ways(policy, "EHLO x\r\nMAIL FROM:<a@x.org>\r\nRCPT TO:<b@x.org>\r\nDATA\r\nhi\r\n.\r\n");
+  CHECK(out.sent.find(expected) != std::string::npos);
+  CHECK(out.begun.empty());
+  CHECK(out.messages.empty());
+}
+
+TEST_CASE("too many recipients get 452 4.5.3", "[smtp][server][limits]") {
+  const auto out = run_all_ways(trusted_policy(),
+                                "EHLO x\r\nMAIL FROM:<a@x.org>\r\nRCPT TO:<1@x.org>\r\nRCPT TO:<2@x.org>\r\n"
+                                "RCPT TO:<3@x.org>\r\nRCPT TO:<4@x.org>\r\nDATA\r\nhi\r\n.\r\n");
+  CHECK(count(out.sent, "250 2.1.5 Ok") == 3);
+  CHECK(out.sent.find("452 4.5.3") != std::string::npos);
+  REQUIRE(out.begun.size() == 1);
+  CHECK(out.begun[0].recipients.size() == 3);
+}
+
+TEST_CASE("an oversized message gets 552 5.3.4 after its data, nothing is committed", "[smtp][server][limits]") {
+  const std::string big(1500, 'x');
+  const auto out = run_all_ways(trusted_policy(), "EHLO x\r\nMAIL FROM:<a@x.org>\r\nRCPT TO:<b@x.org>\r\nDATA\r\n" +
+                                                      big + "\r\n.\r\nNOOP\r\n");
+  CHECK(out.messages.empty());
+  CHECK(out.aborts == 1);
+  CHECK(out.sent.find("552 5.3.4 Message size exceeds fixed maximum message size\r\n250 2.0.0 Ok\r\n") !=
+        std::string::npos);
+}
+
+TEST_CASE("a full disk gives 452 4.3.1, never a 250", "[smtp][server][spool]") {
+  const auto out = run_all_ways(trusted_policy(), "EHLO x\r\nMAIL FROM:<a@x.org>\r\nRCPT TO:<b@x.org>\r\nDATA\r\nhi\r\n.\r\n",
+                                true);
+  CHECK(out.sent.find("452 4.3.1") != std::string::npos);
+  CHECK(out.sent.find("queued as") == std::string::npos);
+}
+
+TEST_CASE("a command line over the limit is refused without buffering it", "[smtp][server][limits]") {
+  auto policy = trusted_policy();
+  policy.limits.max_command_line = 64;
+  const auto out = run_all_ways(policy, "EHLO x\r\nNOOP " + std::string(500, 'a') + "\r\nNOOP\r\n");
+  CHECK(out.sent.find("500 5.5.2 Error: line too long") != std::string::npos);
+  CHECK(count(out.sent, "250 2.0.0 Ok") == 1);
+}
+
+TEST_CASE("too many errors close the session with 421", "[smtp][server][limits]") {
+  std::string input;
+  for (int i = 0; i < 20; ++i) input += "BOGUS\r\n";
+  const auto out = run(trusted_policy(), {input});
+  CHECK(out.sent.find("421 4.7.0") != std::string::npos);
+  CHECK(out.closed);
+  CHECK(count(out.sent, "502 5.5.2") == 9);
+}
+
+TEST_CASE("smuggling sequences never end DATA: exactly one message, the rest is text", "[smtp][server][smuggling]") {
+  const std::string seq = GENERATE(as<std::string>{}, "\n.\n", "\n.\r\n", "\r.\r", "\r\n.\n", "\n.\r",
+                                   "\r.\r\n", "\r\n.\r", "\r\n.\r\r\n", "\n\n.\n\n");
+  CAPTURE(seq);
+  const std::string input = "EHLO x\r\nMAIL FROM:<a@x.org>\r\nRCPT TO:<b@x.org>\r\nDATA\r\nSubject: s\r\n\r\nbefore" +
+                            seq + "MAIL FROM:<evil@x.org>\r\nRCPT TO:<victim@x.org>\r\nDATA\r\nsmuggled\r\n.\r\n";
+  const auto out = run_all_ways(trusted_policy(), input);
+  REQUIRE(out.messages.size() == 1);
+  const auto& m = out.messages[0];
+  CHECK(m.find("RCPT TO:<victim@x.org>") != std::string::npos);   // stayed inside the message
+  CHECK(out.begun.size() == 1);
+  // Normalised: every CR is followed by LF and every LF preceded by CR.
+  for (std::size_t i = 0; i < m.size(); ++i) {
+    if (m[i] == '\r') CHECK((i + 1 < m.size() && m[i + 1] == '\n'));
+    if (m[i] == '\n') CHECK((i > 0 && m[i - 1] == '\r'));
+  }
+}
+
+TEST_CASE("an idle client is cut with 421 4.4.2 at the deadline", "[smtp][server][timeout]") {
+  ServerSession s(trusted_policy());
+  const TimePoint t0{};
+  s.handle_connected(t0);
+  while (s.poll_action()) {}
+  REQUIRE(s.poll_deadline());
+  CHECK(*s.poll_deadline() == t0 + std::chrono::minutes(5));
+  s.handle_timeout(t0 + std::chrono::minutes(4));
+  CHECK(!s.poll_action());
+  s.handle_timeout(t0 + std::chrono::minutes(5));
+  auto a = s.poll_action();
+  REQUIRE(a);
+  CHECK(std::get<server_action::Send>(*a).bytes.rfind("421 4.4.2", 0) == 0);
+  CHECK(std::holds_alternative<server_action::Close>(*s.poll_action()));
+  CHECK(s.state() == State::closed);
+}
+
+TEST_CASE("EOF inside DATA aborts the message", "[smtp][server]") {
+  ServerSession s(trusted_policy());
+  const TimePoint t0{};
+  s.handle_connected(t0);
+  const std::string in = "EHLO x\r\nMAIL FROM:<a@x.org>\r\nRCPT TO:<b@x.org>\r\nDATA\r\npartial";
+  s.handle_bytes(std::span<const char>(in.data(), in.size()), t0);
+  while (s.poll_action()) {}
+  s.handle_eof(t0);
+  CHECK(std::holds_alternative<server_action::AbortMessage>(*s.poll_action()));
+  CHECK(std::holds_alternative<server_action::Close>(*s.poll_action()));
+}
