@@ -1,2 +1,65 @@
-// main.cpp: entry point.
-int main() { return 0; }
+// main.cpp: the command line. Dispatches subcommands with CLI11 and maps every failure to one line
+// on stderr and a sysexits code.
+#include <CLI/CLI.hpp>
+#include <cstdio>
+#include <cstdlib>
+#include <string>
+
+#include "daemon/serve.hpp"
+#include "mailferry/base/exit_code.hpp"
+#include "mailferry/config/load_config.hpp"
+#include "mailferry/config/render_config.hpp"
+
+using namespace mailferry;
+
+namespace {
+
+// -c/--config, else $MAILFERRY_CONFIG, else the default path (SPEC "Command line").
+std::string config_path(const std::string& flag) {
+  if (!flag.empty()) return flag;
+  if (const char* env = std::getenv("MAILFERRY_CONFIG"); env && *env) return env;
+  return "/etc/mailferry/mailferry.toml";
+}
+
+Result<config::Config> load(const std::string& flag) {
+  return config::load_config(config_path(flag));
+}
+
+int fail(ExitCode code, const std::string& message) {
+  std::fprintf(stderr, "mailferry: %s\n", message.c_str());
+  return to_int(code);
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  CLI::App app{"mailferry: an SMTP submission relay that forwards every message to one upstream provider"};
+  app.set_version_flag("--version", std::string("mailferry ") + MAILFERRY_VERSION);
+  app.require_subcommand(1);
+
+  std::string config_flag;
+  auto* serve = app.add_subcommand("serve", "run the daemon in the foreground, logs to stderr");
+  serve->add_option("-c,--config", config_flag, "config file (default: $MAILFERRY_CONFIG, then /etc/mailferry/mailferry.toml)");
+  auto* check = app.add_subcommand("check-config", "validate the config and print it, secrets masked");
+  check->add_option("-c,--config", config_flag, "config file (default: $MAILFERRY_CONFIG, then /etc/mailferry/mailferry.toml)");
+
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::ParseError& e) {
+    const int rc = app.exit(e);
+    return rc == 0 ? 0 : to_int(ExitCode::usage);
+  }
+
+  if (serve->parsed()) {
+    auto cfg = load(config_flag);
+    if (!cfg) return fail(ExitCode::config, cfg.error().message);
+    return to_int(daemon::serve(*cfg));
+  }
+  if (check->parsed()) {
+    auto cfg = load(config_flag);
+    if (!cfg) return fail(ExitCode::config, cfg.error().message);
+    std::fputs(config::render_config(*cfg).c_str(), stdout);
+    return 0;
+  }
+  return to_int(ExitCode::usage);
+}

@@ -8,11 +8,17 @@
 #include <cstdint>
 #include <optional>
 #include <string>
+#include <string_view>
 #include <vector>
 
+#include "mailferry/base/result.hpp"
 #include "mailferry/base/secret.hpp"
 
 namespace mailferry::config {
+
+// What check-config prints instead of a secret. load_config refuses it as a password or hash, so a
+// printed config fed back by mistake fails at start-up, not at the first AUTH.
+inline constexpr std::string_view masked_secret = "********";
 
 using Seconds = std::chrono::seconds;
 using Millis = std::chrono::milliseconds;
@@ -25,7 +31,13 @@ struct Network {
   int prefix = 0;
   // address: 4 bytes (v4) or 16 bytes (v6); a v4-mapped v6 address matches v4 networks.
   bool contains(const unsigned char* address, bool address_v6) const;
+  friend bool operator==(const Network&, const Network&) = default;
 };
+
+// "10.0.0.0/8", "fd00::/8"; a bare address ("192.0.2.7", "::1") is a /32 or /128.
+// Host bits set under the prefix ("10.0.0.1/8") are an error naming the intended network: in
+// trusted_networks a typo must not silently widen or narrow who may relay.
+Result<Network> parse_network(std::string_view text);
 
 enum class ListenTls { starttls, implicit, none };
 enum class ListenAuth { required, none };
@@ -42,22 +54,31 @@ struct Listen {
   ListenAuth auth = ListenAuth::required;
   bool proxy_protocol = false;
   std::vector<Network> proxy_from;
+  friend bool operator==(const Listen&, const Listen&) = default;
 };
+
+// "host:port" with an IPv4 literal, or "[v6]:port"; port 1..65535. Host names are refused: a listener
+// binds an address, and resolving a name at start-up would make what is bound depend on DNS.
+// Fills address, host and port; the other fields keep their defaults. Also used for [metrics] address.
+Result<Listen> parse_listen_address(std::string_view text);
 
 struct Tls {
   std::string cert_file;
   std::string key_file;
+  friend bool operator==(const Tls&, const Tls&) = default;
 };
 
 struct User {
   std::string name;
   std::string password_hash;             // crypt(3); never printed unmasked
   std::vector<std::string> allowed_senders;   // empty = any
+  friend bool operator==(const User&, const User&) = default;
 };
 
 struct UpstreamPort {
   std::uint16_t port = 0;
   UpstreamTls tls = UpstreamTls::starttls;   // default: 465 → implicit, others starttls
+  friend bool operator==(const UpstreamPort&, const UpstreamPort&) = default;
 };
 
 struct OAuth2 {
@@ -68,6 +89,7 @@ struct OAuth2 {
   std::string refresh_token_file;
   std::string token_url;     // custom only
   std::string device_url;    // custom only
+  friend bool operator==(const OAuth2&, const OAuth2&) = default;
 };
 
 struct Upstream {
@@ -85,21 +107,25 @@ struct Upstream {
   std::uint32_t max_rate_count = 0;         // parsed form of max_rate
   Seconds max_rate_period{0};
   std::optional<OAuth2> oauth2;
+  friend bool operator==(const Upstream&, const Upstream&) = default;
 };
 
 struct Rewrite {
   std::string envelope_from;
   std::string header_from;
+  friend bool operator==(const Rewrite&, const Rewrite&) = default;
 };
 
 struct Queue {
   std::vector<Millis> retry_schedule{Seconds{30}, Seconds{120}, Seconds{600}, Seconds{1800},
                                      Seconds{3600}};
   Seconds max_age{5 * 24 * 3600};
+  friend bool operator==(const Queue&, const Queue&) = default;
 };
 
 struct Metrics {
   std::string address;   // empty = off
+  friend bool operator==(const Metrics&, const Metrics&) = default;
 };
 
 struct Config {
@@ -111,13 +137,22 @@ struct Config {
   std::string max_message_size_text = "25MiB";
   std::vector<Network> trusted_networks;     // default 127.0.0.0/8, ::1/128
   LogFormat log_format = LogFormat::text;
-  std::vector<Listen> listen;                // default: 127.0.0.1:25 none none? see load_config
+  std::vector<Listen> listen;                // default: one 127.0.0.1:2525 listener, see load_config.hpp
   std::optional<Tls> tls;
   std::vector<User> users;
   Upstream upstream;
   std::optional<Rewrite> rewrite;
   Queue queue;
   Metrics metrics;
+  friend bool operator==(const Config&, const Config&) = default;
 };
+
+// The TOML spelling of each enum value ("starttls", "auto", "json"), for check-config and logs.
+std::string_view to_string(ListenTls v);
+std::string_view to_string(ListenAuth v);
+std::string_view to_string(UpstreamTls v);
+std::string_view to_string(UpstreamAuth v);
+std::string_view to_string(LogFormat v);
+std::string_view to_string(OAuthProvider v);
 
 }  // namespace mailferry::config

@@ -4,15 +4,18 @@
 #pragma once
 
 #include <chrono>
-#include <memory>
+#include <cstdint>
+#include <deque>
 #include <optional>
 #include <span>
 #include <string>
+#include <string_view>
 #include <variant>
 #include <vector>
 
 #include "mailferry/base/time.hpp"
 #include "mailferry/smtp/reply.hpp"
+#include "mailferry/smtp/reply_parser.hpp"
 
 namespace mailferry::smtp {
 
@@ -29,7 +32,9 @@ struct ClientPolicy {
 };
 
 // One message to hand over. `data` is the message as stored: lines ending in CRLF, NOT dot-stuffed
-// (the session stuffs it and appends CRLF.CRLF).
+// (the session stuffs it and appends CRLF.CRLF). Defensively, a bare CR or bare LF in `data` is sent
+// as CRLF, and data not ending in CRLF gets one, so that no stored byte sequence can end the message
+// early upstream (SMTP smuggling).
 struct OutgoingMessage {
   std::string sender;                     // without brackets; empty = null sender
   std::vector<std::string> recipients;    // without brackets
@@ -75,10 +80,15 @@ class ClientSession {
   void handle_bytes(std::span<const char> in, TimePoint now);
   void handle_eof(TimePoint now);
   void handle_timeout(TimePoint now);     // the shell calls this once poll_deadline() has passed
+  // Optional: the last Send has been written completely. The reply deadline then counts from `now`
+  // (RFC 5321 §4.5.3.2 times the wait for a reply, not the write); without this call it counts from
+  // when the Send was handed out, which can be too short for a large body on a slow link.
+  void handle_sent(TimePoint now);
 
   // Only after a Ready action. The message is sent; MessageDone reports the answers.
+  // Ignored once the session is closed (a Failed and Close are then already queued).
   void send_message(OutgoingMessage m, TimePoint now);
-  // Only after a Ready action: QUIT, then Close.
+  // Only after a Ready action: QUIT, then Close. Ignored once the session is closed.
   void quit(TimePoint now);
 
   std::optional<ClientAction> poll_action();
@@ -86,16 +96,46 @@ class ClientSession {
   ClientState state() const { return state_; }
   // EHLO keywords in upper case ("PIPELINING", "SIZE 35882577", "8BITMIME", …).
   const std::vector<std::string>& extensions() const { return extensions_; }
+  // Whether EHLO advertised `keyword` (case-insensitive, parameters ignored: "SIZE" matches "SIZE 1000").
+  bool has_extension(std::string_view keyword) const;
   // Last complete reply received (for logs).
   const std::optional<Reply>& last_reply() const { return last_reply_; }
 
  private:
-  struct Impl;   // the implementation's private state lives in client_session.cpp
+  void on_reply(Reply reply, TimePoint now);
+  void on_greeting(const Reply& reply, TimePoint now);
+  void on_ehlo(const Reply& reply, TimePoint now);
+  void on_helo(const Reply& reply, TimePoint now);
+  void on_mail(const Reply& reply, TimePoint now);
+  void on_rcpt(const Reply& reply, TimePoint now);
+  void on_data(const Reply& reply, TimePoint now);
+  void on_data_end(const Reply& reply, TimePoint now);
+  void on_rset(const Reply& reply, TimePoint now);
+
+  std::optional<Reply> check_message() const;
+  void send_next_rcpt_or_data(TimePoint now);
+  void finish_message(bool reset, TimePoint now);
+  void become_ready();
+  void send(ClientState next, std::string bytes, TimePoint now);
+  void fail(FailureClass cls, std::optional<Reply> reply, std::string detail);
+  void close();
+  void unexpected(const Reply& reply);
+
   ClientPolicy policy_;
   ClientState state_ = ClientState::greeting;
   std::vector<std::string> extensions_;
+  std::optional<std::uint64_t> size_limit_;   // from "SIZE n" with n > 0 (RFC 1870 §4: 0 = no limit)
   std::optional<Reply> last_reply_;
-  std::shared_ptr<Impl> impl_;
+  ReplyParser parser_;
+  std::deque<ClientAction> actions_;
+  std::optional<TimePoint> deadline_;
+  // The message in flight. Commands go out one at a time and each reply is matched to the state
+  // that sent it; PIPELINING would send MAIL, the RCPTs and DATA together and match the replies
+  // against a queue of pending commands instead, with the same on_* handlers.
+  OutgoingMessage message_;
+  MessageResult result_;
+  std::size_t next_rcpt_ = 0;       // index into message_.recipients of the next RCPT to send
+  std::size_t accepted_rcpt_ = 0;   // RCPTs answered 2xx
 };
 
 }  // namespace mailferry::smtp

@@ -1,12 +1,15 @@
 // spool.hpp: Spool, Incoming and Stored — the only code that decides whether a message is durable.
 // Plain POSIX calls. Layout under spool_dir:
 //   incoming/<id>/message        being received; purged at open (a crash left it unacknowledged)
+//   incoming/<id>-<n>.removed/   a removed message on its way out (one rename, then deleted)
 //   queue/<id>/{message,envelope} committed: acknowledged with 250, to be delivered
 //   failed/<id>/{message,envelope} permanently failed, kept for `queue`
 //   corrupt/<id>/                 quarantined: an envelope that did not decode, a size mismatch
 //   lock                          flock()ed while a daemon owns the spool
 // Thread-safety: distinct Incoming objects may be written and committed on different threads
-// (commit does blocking fsyncs and belongs off the event loop); Spool's other calls are for one thread.
+// (commit does blocking fsyncs and belongs off the event loop). Spool's calls use only directory fds
+// fixed at open() and an atomic counter, so they may also run on several threads, as long as calls
+// about the same id are serialized by the caller. An Incoming may outlive its Spool.
 #pragma once
 
 #include <cstdint>
@@ -60,9 +63,11 @@ struct Stored {
 class Spool {
  public:
   // Creates the directories if missing, takes the lock (another process holding it → Error naming
-  // the directory), purges incoming/. `entropy_seed` feeds queue ids.
+  // the directory and its pid), purges incoming/ and stale envelope temp files. Queue ids get their
+  // entropy from getrandom(), read once.
   static Result<Spool> open(const std::string& dir);
-  // Opens without taking the lock or purging: for `queue list` while a daemon runs.
+  // Opens without taking the lock or purging, and creates nothing (a missing spool is an Error):
+  // for `queue list` while a daemon runs.
   static Result<Spool> open_shared(const std::string& dir);
 
   Spool(Spool&&) noexcept;

@@ -1,0 +1,58 @@
+// scheduler.hpp: Scheduler, which wakes on a commit or a retry timer, hands due messages to the
+// upstream in batches over one connection each, and applies each recipient's outcome to the spool.
+// It owns the in-memory index of the queue; the spool stays the truth (rebuilt from it at start).
+#pragma once
+
+#include <asio/awaitable.hpp>
+#include <asio/steady_timer.hpp>
+#include <map>
+#include <vector>
+
+#include "mailferry/config/config.hpp"
+#include "mailferry/delivery/outcome.hpp"
+#include "mailferry/delivery/retry_schedule.hpp"
+#include "mailferry/message/envelope.hpp"
+#include "mailferry/spool/spool.hpp"
+
+namespace mailferry::daemon {
+
+class Scheduler {
+ public:
+  Scheduler(asio::any_io_executor ex, spool::Spool& spool, const config::Config& config);
+
+  // Loads every committed message (at start: what a crash or a stop left behind).
+  void recover();
+  // A message the listener just committed: deliver it as soon as possible.
+  void enqueue(const spool::QueueId& id, message::Envelope envelope);
+  asio::awaitable<void> run();
+  void stop();
+  // Deliveries under way (a stop waits for them, within a bound).
+  int active_sessions() const { return active_sessions_; }
+
+ private:
+  struct Entry {
+    message::Envelope envelope;
+    bool in_flight = false;
+  };
+
+  asio::awaitable<void> deliver(std::vector<spool::QueueId> batch);
+  void apply(const spool::QueueId& id, Entry& entry, const std::vector<std::size_t>& pending,
+             const std::vector<delivery::RecipientOutcome>& outcomes);
+  void defer_all(const spool::QueueId& id, Entry& entry, const std::string& why);
+  void finish(const spool::QueueId& id, Entry& entry);
+  void wake() { wake_.cancel(); }
+
+  static constexpr std::size_t max_batch = 100;       // messages per upstream connection
+  static constexpr int max_sessions = 2;              // parallel upstream connections
+
+  asio::any_io_executor ex_;
+  spool::Spool& spool_;
+  const config::Config& config_;
+  delivery::RetrySchedule retry_;
+  std::map<spool::QueueId, Entry> queue_;   // ordered by id, so oldest first
+  asio::steady_timer wake_;
+  int active_sessions_ = 0;
+  bool stopping_ = false;
+};
+
+}  // namespace mailferry::daemon

@@ -1,0 +1,355 @@
+// serve.cpp: the daemon — io_context, listeners, one coroutine per connection, the scheduler,
+// and the signals. One loop thread runs all protocol work; blocking fsyncs go to a small pool.
+#include "daemon/serve.hpp"
+
+#include <arpa/inet.h>
+#include <unistd.h>
+
+#include <asio/co_spawn.hpp>
+#include <asio/detached.hpp>
+#include <asio/experimental/as_tuple.hpp>
+#include <asio/io_context.hpp>
+#include <asio/ip/tcp.hpp>
+#include <asio/signal_set.hpp>
+#include <asio/steady_timer.hpp>
+#include <asio/thread_pool.hpp>
+#include <asio/use_awaitable.hpp>
+#include <cerrno>
+#include <cstdio>
+#include <cstdlib>
+#include <ctime>
+#include <list>
+#include <memory>
+
+#include "daemon/scheduler.hpp"
+#include "mailferry/base/log.hpp"
+#include "mailferry/message/trace_headers.hpp"
+#include "mailferry/smtp/server_session.hpp"
+#include "mailferry/spool/spool.hpp"
+#include "net/stream.hpp"
+
+namespace mailferry::daemon {
+namespace {
+
+constexpr auto use_tuple = asio::experimental::as_tuple(asio::use_awaitable);
+// How long sessions in flight may take to finish after SIGTERM before the process exits anyway.
+constexpr auto drain_bound = std::chrono::seconds(10);
+
+std::string iso_now() {
+  const auto now = std::chrono::system_clock::now();
+  const std::time_t secs = std::chrono::system_clock::to_time_t(now);
+  const auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(now.time_since_epoch()).count() % 1000;
+  std::tm tm{};
+  gmtime_r(&secs, &tm);
+  char buf[96];
+  std::snprintf(buf, sizeof buf, "%04d-%02d-%02dT%02d:%02d:%02d.%03dZ", tm.tm_year + 1900, tm.tm_mon + 1,
+                tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec, static_cast<int>(ms));
+  return buf;
+}
+
+void install_log_sink(config::LogFormat format) {
+  const bool journal = std::getenv("JOURNAL_STREAM") != nullptr;
+  log::set_sink([format, journal](const log::Record& r) {
+    std::string line;
+    switch (format) {
+      case config::LogFormat::json:
+        line = log::format_json(r, iso_now());
+        break;
+      case config::LogFormat::text:
+        if (journal) {
+          // The journal stamps lines itself; the priority prefix sets their level (sd-daemon(3)).
+          line = r.level == log::Level::error ? "<3>" : r.level == log::Level::warning ? "<4>" : "<6>";
+        } else {
+          line = iso_now() + " ";
+        }
+        line += log::format_text(r);
+        break;
+    }
+    line += '\n';
+    std::fwrite(line.data(), 1, line.size(), stderr);
+    std::fflush(stderr);
+  });
+}
+
+bool trusted(const config::Config& cfg, const asio::ip::address& addr) {
+  for (const auto& n : cfg.trusted_networks) {
+    if (addr.is_v4()) {
+      const auto b = addr.to_v4().to_bytes();
+      if (n.contains(b.data(), false)) return true;
+    } else {
+      const auto b = addr.to_v6().to_bytes();
+      if (n.contains(b.data(), true)) return true;
+    }
+  }
+  return false;
+}
+
+struct Connection {
+  smtp::ServerSession* session;
+  net::Stream* stream;
+};
+
+class Daemon {
+ public:
+  Daemon(const config::Config& cfg, spool::Spool spool)
+      : cfg_(cfg), spool_(std::move(spool)), scheduler_(io_.get_executor(), spool_, cfg_), signals_(io_) {}
+
+  ExitCode run();
+
+ private:
+  asio::awaitable<void> accept_loop(asio::ip::tcp::acceptor& acceptor, const config::Listen& listen);
+  asio::awaitable<void> serve_connection(asio::ip::tcp::socket socket, const config::Listen& listen);
+  void on_signal(int signo);
+  void maybe_exit();
+
+  const config::Config& cfg_;
+  asio::io_context io_{1};
+  asio::thread_pool disk_{2};   // commits (fsync) run here, off the loop thread
+  spool::Spool spool_;
+  Scheduler scheduler_;
+  asio::signal_set signals_;
+  std::list<asio::ip::tcp::acceptor> acceptors_;
+  std::list<Connection> connections_;
+  bool stopping_ = false;
+};
+
+ExitCode Daemon::run() {
+  for (const auto& l : cfg_.listen) {
+    if (l.tls != config::ListenTls::none) {
+      std::fprintf(stderr, "mailferry: listener %s: tls = \"%s\" is not available in this build yet (use tls = \"none\")\n",
+                   l.address.c_str(), l.tls == config::ListenTls::starttls ? "starttls" : "implicit");
+      return ExitCode::config;
+    }
+    std::error_code ec;
+    const auto addr = asio::ip::make_address(l.host, ec);
+    if (ec) {
+      std::fprintf(stderr, "mailferry: listener %s: bad address\n", l.address.c_str());
+      return ExitCode::config;
+    }
+    auto& acc = acceptors_.emplace_back(io_);
+    const asio::ip::tcp::endpoint ep(addr, l.port);
+    acc.open(ep.protocol(), ec);
+    if (!ec) acc.set_option(asio::socket_base::reuse_address(true), ec);
+    if (!ec) acc.bind(ep, ec);
+    if (!ec) acc.listen(asio::socket_base::max_listen_connections, ec);
+    if (ec) {
+      std::fprintf(stderr, "mailferry: cannot listen on %s: %s (is another server using the port?)\n",
+                   l.address.c_str(), ec.message().c_str());
+      return ExitCode::unavailable;
+    }
+    log::event("listening", {}, {{"address", l.address}, {"tls", "none"},
+                                 {"auth", l.auth == config::ListenAuth::none ? "none" : "required"}});
+    asio::co_spawn(io_, accept_loop(acc, l), [](std::exception_ptr e) {
+      if (e) log::error("crash", {{"where", "accept"}});
+    });
+  }
+  scheduler_.recover();
+  asio::co_spawn(io_, scheduler_.run(), [](std::exception_ptr e) {
+    if (e) log::error("crash", {{"where", "scheduler"}});
+  });
+  signals_.add(SIGTERM);
+  signals_.add(SIGINT);
+  signals_.add(SIGHUP);
+  std::function<void(std::error_code, int)> handler = [&](std::error_code ec, int signo) {
+    if (ec) return;
+    on_signal(signo);
+    signals_.async_wait(handler);
+  };
+  signals_.async_wait(handler);
+  log::event("started", {}, {{"version", MAILFERRY_VERSION}, {"spool", cfg_.spool_dir},
+                             {"upstream", cfg_.upstream.host}});
+  io_.run();
+  disk_.join();
+  log::event("stopped", {}, {});
+  return ExitCode::ok;
+}
+
+void Daemon::on_signal(int signo) {
+  if (signo == SIGHUP) {
+    log::warning("reload", {{"result", "not supported yet; restart to apply a new config"}});
+    return;
+  }
+  if (stopping_) return;
+  stopping_ = true;
+  log::event("stopping", {}, {{"signal", signo == SIGTERM ? "TERM" : "INT"},
+                              {"sessions", std::to_string(connections_.size())}});
+  for (auto& a : acceptors_) {
+    std::error_code ec;
+    a.close(ec);
+  }
+  scheduler_.stop();
+  // Idle sessions get 421 now; a session in a transaction finishes it first.
+  const auto now = Clock::now();
+  for (auto& c : connections_) {
+    c.session->handle_shutdown(now);
+    std::error_code ec;
+    c.stream->socket().cancel(ec);
+  }
+  auto timer = std::make_shared<asio::steady_timer>(io_, drain_bound);
+  timer->async_wait([this, timer](std::error_code) { io_.stop(); });
+  maybe_exit();
+}
+
+void Daemon::maybe_exit() {
+  if (stopping_ && connections_.empty() && scheduler_.active_sessions() == 0) io_.stop();
+}
+
+asio::awaitable<void> Daemon::accept_loop(asio::ip::tcp::acceptor& acceptor, const config::Listen& listen) {
+  while (!stopping_) {
+    auto [ec, socket] = co_await acceptor.async_accept(use_tuple);
+    if (ec) {
+      if (ec == asio::error::operation_aborted || stopping_) co_return;
+      log::warning("accept_error", {{"listener", listen.address}, {"error", ec.message()}});
+      continue;
+    }
+    asio::co_spawn(io_, serve_connection(std::move(socket), listen), [](std::exception_ptr e) {
+      if (e) log::error("crash", {{"where", "session"}});
+    });
+  }
+}
+
+struct CommitOutcome {
+  std::optional<spool::QueueId> id;
+  Error error;
+};
+
+// A plain coroutine function, not a capturing lambda: its arguments live in its own frame.
+asio::awaitable<CommitOutcome> commit_on_pool(spool::Incoming* incoming, message::Envelope env) {
+  auto r = incoming->commit(std::move(env));
+  if (r) co_return CommitOutcome{*r, {}};
+  co_return CommitOutcome{std::nullopt, r.error()};
+}
+
+asio::awaitable<void> Daemon::serve_connection(asio::ip::tcp::socket socket, const config::Listen& listen) {
+  std::error_code ec;
+  const auto peer_addr = socket.remote_endpoint(ec).address();
+  net::Stream stream(std::move(socket));
+  smtp::SessionPolicy policy;
+  policy.hostname = cfg_.hostname;
+  policy.limits.max_message_size = cfg_.max_message_size;
+  policy.auth_required = listen.auth == config::ListenAuth::required;
+  policy.peer_trusted = !ec && trusted(cfg_, peer_addr);
+  smtp::ServerSession session(policy);
+  auto registration = connections_.insert(connections_.end(), Connection{&session, &stream});
+
+  std::optional<spool::Incoming> incoming;
+  std::optional<smtp::Transaction> txn;
+  Error write_error;
+  bool write_failed = false;
+  std::array<char, 65536> buffer{};
+
+  session.handle_connected(Clock::now());
+  if (stopping_) session.handle_shutdown(Clock::now());
+  bool open = true;
+  while (open) {
+    while (auto action = session.poll_action()) {
+      if (auto* send = std::get_if<smtp::server_action::Send>(&*action)) {
+        if (!co_await stream.write_all(send->bytes, Clock::now() + policy.limits.command_timeout)) {
+          session.handle_eof(Clock::now());
+        }
+      } else if (auto* begin = std::get_if<smtp::server_action::BeginMessage>(&*action)) {
+        txn = begin->transaction;
+        write_failed = false;
+        auto inc = spool_.begin(std::chrono::system_clock::now());
+        if (!inc) {
+          write_failed = true;
+          write_error = inc.error();
+          continue;
+        }
+        incoming.emplace(std::move(*inc));
+        message::ReceivedInfo info;
+        info.helo = txn->helo;
+        info.client_address = stream.peer_address();
+        info.by_host = cfg_.hostname;
+        info.protocol = txn->protocol;
+        if (txn->recipients.size() == 1) info.for_recipient = txn->recipients.front();
+        info.when = std::chrono::system_clock::now();
+        const std::string received = message::received_header(info);
+        if (auto w = incoming->write(std::span<const char>(received.data(), received.size())); !w) {
+          write_failed = true;
+          write_error = w.error();
+        }
+      } else if (auto* append = std::get_if<smtp::server_action::AppendData>(&*action)) {
+        if (incoming && !write_failed) {
+          if (auto w = incoming->write(std::span<const char>(append->bytes.data(), append->bytes.size())); !w) {
+            write_failed = true;
+            write_error = w.error();
+          }
+        }
+      } else if (std::holds_alternative<smtp::server_action::AbortMessage>(*action)) {
+        incoming.reset();   // an uncommitted Incoming removes itself
+      } else if (std::holds_alternative<smtp::server_action::CommitMessage>(*action)) {
+        const auto now = Clock::now();
+        if (write_failed || !incoming) {
+          const bool full = write_error.sys_errno == ENOSPC || write_error.sys_errno == EDQUOT;
+          log::event("spool_error", {}, {{"client", stream.peer_address()}, {"error", write_error.message}},
+                     log::Level::error);
+          incoming.reset();
+          session.handle_commit_failed(full ? smtp::CommitError::no_space : smtp::CommitError::io, now);
+          continue;
+        }
+        message::Envelope env;
+        env.sender = txn->sender;
+        for (auto& r : txn->recipients) env.recipients.push_back(message::Recipient{r, {}, {}});
+        env.body_8bit = txn->body_8bit;
+        env.smtputf8 = txn->smtputf8;
+        env.user = txn->user;
+        env.client = stream.peer_address();
+        env.listener = listen.address;
+        env.arrival = std::chrono::system_clock::now();
+        env.size = incoming->size();
+        // fsync on the pool: the loop keeps serving other sessions while this one waits.
+        CommitOutcome outcome =
+            co_await asio::co_spawn(disk_, commit_on_pool(&*incoming, env), asio::use_awaitable);
+        incoming.reset();
+        if (outcome.id) {
+          log::event("received", outcome.id->str(),
+                     {{"client", env.client}, {"user", env.user}, {"from", "<" + env.sender + ">"},
+                      {"nrcpt", std::to_string(env.recipients.size())}, {"size", std::to_string(env.size)}});
+          scheduler_.enqueue(*outcome.id, env);
+          session.handle_committed(outcome.id->str(), Clock::now());
+        } else {
+          const bool full = outcome.error.sys_errno == ENOSPC || outcome.error.sys_errno == EDQUOT;
+          log::event("spool_error", {}, {{"client", env.client}, {"error", outcome.error.message}},
+                     log::Level::error);
+          session.handle_commit_failed(full ? smtp::CommitError::no_space : smtp::CommitError::io, Clock::now());
+        }
+      } else if (std::holds_alternative<smtp::server_action::Close>(*action)) {
+        open = false;
+      }
+    }
+    if (!open) break;
+    const auto r = co_await stream.read_some(buffer, session.poll_deadline());
+    const auto now = Clock::now();
+    if (r.timed_out) {
+      session.handle_timeout(now);
+    } else if (r.error == asio::error::operation_aborted && stopping_) {
+      continue;   // woken by the stop: the loop above sends the 421
+    } else if (r.bytes == 0 || r.error) {
+      session.handle_eof(now);
+    } else {
+      session.handle_bytes(std::span<const char>(buffer.data(), r.bytes), now);
+    }
+  }
+  stream.close();
+  connections_.erase(registration);
+  maybe_exit();
+}
+
+}  // namespace
+
+ExitCode serve(const config::Config& config) {
+  install_log_sink(config.log_format);
+  auto spool = spool::Spool::open(config.spool_dir);
+  if (!spool) {
+    std::fprintf(stderr, "mailferry: %s\n", spool.error().message.c_str());
+    return ExitCode::cant_create;
+  }
+  if (geteuid() == 0 && config.run_as.empty()) {
+    log::warning("running_as_root", {{"hint", "set run_as = \"mailferry\" in the config"}});
+  }
+  Daemon daemon(config, std::move(*spool));
+  return daemon.run();
+}
+
+}  // namespace mailferry::daemon

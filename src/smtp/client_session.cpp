@@ -1,0 +1,396 @@
+// client_session.cpp: the upstream dialogue. Every transition happens in on_reply() and the on_*
+// handler of the state that sent the command being answered; inputs after Close are ignored.
+#include "mailferry/smtp/client_session.hpp"
+
+#include <cassert>
+#include <charconv>
+#include <string>
+#include <utility>
+
+namespace mailferry::smtp {
+
+namespace {
+
+// Calls `line(content)` for each line of `data`. CRLF, a bare CR and a bare LF all end a line, and
+// a last line without an ending is still a line: the caller gives every line a CRLF.
+template <class F>
+void for_each_line(std::string_view data, F&& line) {
+  std::size_t pos = 0;
+  while (pos < data.size()) {
+    const std::size_t end = data.find_first_of("\r\n", pos);
+    if (end == std::string_view::npos) {
+      line(data.substr(pos));
+      return;
+    }
+    line(data.substr(pos, end - pos));
+    pos = end + ((data[end] == '\r' && end + 1 < data.size() && data[end + 1] == '\n') ? 2 : 1);
+  }
+}
+
+// RFC 1870 §3: the declared size counts the message with CRLF line endings, without the
+// dot-stuffing and without the terminating ".".
+std::uint64_t wire_size(std::string_view data) {
+  std::uint64_t size = 0;
+  for_each_line(data, [&](std::string_view content) { size += content.size() + 2; });
+  return size;
+}
+
+// The DATA payload: every line CRLF-terminated and dot-stuffed (RFC 5321 §4.5.2), then ".\r\n".
+// Normalising bare CR and bare LF here as well as at receipt means that no byte sequence in a
+// stored message can look like the end of data to the upstream (SMTP smuggling).
+std::string encode_body(std::string_view data) {
+  std::string out;
+  out.reserve(data.size() + data.size() / 32 + 8);
+  for_each_line(data, [&](std::string_view content) {
+    if (!content.empty() && content.front() == '.') out += '.';
+    out += content;
+    out += "\r\n";
+  });
+  out += ".\r\n";
+  return out;
+}
+
+// An address that would break out of "<…>" or the command line cannot be sent at all. The spool
+// should never hold one; checking here keeps a corrupt queue file from injecting commands.
+bool sendable_address(std::string_view address) {
+  for (char c : address) {
+    const auto u = static_cast<unsigned char>(c);
+    if (u < 0x20 || u == 0x7f || c == '<' || c == '>') return false;
+  }
+  return true;
+}
+
+std::string upper(std::string_view text) {
+  std::string out(text);
+  for (char& c : out) {
+    if (c >= 'a' && c <= 'z') c = static_cast<char>(c - 'a' + 'A');
+  }
+  return out;
+}
+
+std::optional<Duration> reply_timeout(const ClientPolicy& p, ClientState s) {
+  switch (s) {
+    case ClientState::greeting: return p.greeting_timeout;
+    case ClientState::ehlo:
+    case ClientState::helo:
+    case ClientState::mail:
+    case ClientState::rcpt:
+    case ClientState::rset:
+    case ClientState::quit: return p.command_timeout;
+    case ClientState::data: return p.data_init_timeout;
+    case ClientState::data_body:
+    case ClientState::data_end: return p.data_end_timeout;
+    case ClientState::ready:
+    case ClientState::closed: return std::nullopt;
+  }
+  return std::nullopt;
+}
+
+const char* awaited(ClientState s) {
+  switch (s) {
+    case ClientState::greeting: return "the greeting";
+    case ClientState::ehlo: return "the EHLO reply";
+    case ClientState::helo: return "the HELO reply";
+    case ClientState::mail: return "the MAIL FROM reply";
+    case ClientState::rcpt: return "the RCPT TO reply";
+    case ClientState::data: return "the DATA reply";
+    case ClientState::data_body:
+    case ClientState::data_end: return "the reply to the end of data";
+    case ClientState::rset: return "the RSET reply";
+    case ClientState::quit: return "the QUIT reply";
+    case ClientState::ready: return "the next command (idle)";
+    case ClientState::closed: return "nothing (closed)";
+  }
+  return "";
+}
+
+}  // namespace
+
+ClientSession::ClientSession(ClientPolicy policy)
+    : policy_(std::move(policy)), parser_(policy_.max_reply_line, policy_.max_reply_lines) {}
+
+void ClientSession::handle_connected(TimePoint now) {
+  if (state_ != ClientState::greeting) return;
+  deadline_ = now + policy_.greeting_timeout;
+}
+
+void ClientSession::handle_bytes(std::span<const char> in, TimePoint now) {
+  if (state_ == ClientState::closed) return;
+  parser_.feed(std::string_view(in.data(), in.size()));
+  while (state_ != ClientState::closed) {
+    auto next = parser_.next();
+    if (!next) {
+      // Nothing is lost by a garbled answer to QUIT: every message was reported before quit().
+      if (state_ == ClientState::quit) return close();
+      return fail(FailureClass::protocol, std::nullopt, "malformed reply: " + next.error().message);
+    }
+    if (!next->has_value()) return;
+    on_reply(std::move(**next), now);
+  }
+}
+
+void ClientSession::handle_eof(TimePoint /*now*/) {
+  if (state_ == ClientState::closed) return;
+  if (state_ == ClientState::quit) return close();   // RFC 5321 §4.1.1.10 allows closing before 221
+  // Mid-message there is deliberately no MessageDone: the caller treats the message as not
+  // delivered, which is right even if the server had already taken it (at least once, never less).
+  fail(FailureClass::connection, std::nullopt,
+       std::string("connection closed by the server while waiting for ") + awaited(state_));
+}
+
+void ClientSession::handle_timeout(TimePoint now) {
+  if (state_ == ClientState::closed || !deadline_ || now < *deadline_) return;   // early or stale timer
+  if (state_ == ClientState::quit) return close();
+  fail(FailureClass::connection, std::nullopt, std::string("timed out waiting for ") + awaited(state_));
+}
+
+void ClientSession::handle_sent(TimePoint now) {
+  if (state_ == ClientState::data_body) state_ = ClientState::data_end;
+  if (auto timeout = reply_timeout(policy_, state_)) deadline_ = now + *timeout;
+}
+
+void ClientSession::send_message(OutgoingMessage m, TimePoint now) {
+  if (state_ == ClientState::closed) return;
+  assert(state_ == ClientState::ready && "send_message() only after a Ready action");
+  if (state_ != ClientState::ready) return;
+
+  message_ = std::move(m);
+  result_ = MessageResult{};
+  next_rcpt_ = 0;
+  accepted_rcpt_ = 0;
+  if (message_.recipients.empty()) return finish_message(false, now);   // nothing to ask for
+  if (auto refusal = check_message()) {
+    result_.mail = std::move(*refusal);
+    return finish_message(false, now);
+  }
+
+  std::string mail = "MAIL FROM:<" + message_.sender + ">";
+  if (has_extension("SIZE")) mail += " SIZE=" + std::to_string(wire_size(message_.data));
+  // Without 8BITMIME the body goes as it is, as Postfix does by default: nearly every server takes
+  // 8-bit data, and a bounce would be worse than the (rare) refusal.
+  if (message_.body_8bit && has_extension("8BITMIME")) mail += " BODY=8BITMIME";
+  if (message_.smtputf8) mail += " SMTPUTF8";   // check_message() made sure it is advertised
+  send(ClientState::mail, mail + "\r\n", now);
+}
+
+// Refusals decided without asking the server, as synthetic replies so that delivery::classify
+// judges them exactly like a server's (Postfix turns "TLS required but not offered" into 4.7.4 too).
+std::optional<Reply> ClientSession::check_message() const {
+  // RFC 6531 §3.4: a UTF-8 envelope cannot be downgraded, and must not be sent to a server that did
+  // not advertise SMTPUTF8; the message can only be returned. Trying another port will not help
+  // either — it is the same provider — so this is permanent.
+  if (message_.smtputf8 && !has_extension("SMTPUTF8")) {
+    return make_reply(553, "5.6.7", "upstream does not support SMTPUTF8");
+  }
+  if (size_limit_) {
+    const std::uint64_t size = wire_size(message_.data);
+    if (size > *size_limit_) {
+      return make_reply(552, "5.3.4",
+                        "message size " + std::to_string(size) + " exceeds the upstream's limit of " +
+                            std::to_string(*size_limit_) + " bytes");
+    }
+  }
+  if (!sendable_address(message_.sender)) return make_reply(553, "5.1.7", "sender address cannot be sent upstream");
+  return std::nullopt;
+}
+
+void ClientSession::quit(TimePoint now) {
+  if (state_ == ClientState::closed) return;
+  assert(state_ == ClientState::ready && "quit() only after a Ready action");
+  if (state_ != ClientState::ready) return;
+  send(ClientState::quit, "QUIT\r\n", now);
+}
+
+std::optional<ClientAction> ClientSession::poll_action() {
+  if (actions_.empty()) return std::nullopt;
+  ClientAction action = std::move(actions_.front());
+  actions_.pop_front();
+  return action;
+}
+
+std::optional<TimePoint> ClientSession::poll_deadline() const { return deadline_; }
+
+bool ClientSession::has_extension(std::string_view keyword) const {
+  const std::string wanted = upper(keyword);
+  for (const std::string& ext : extensions_) {
+    const std::size_t end = ext.find_first_of(" =");
+    if (std::string_view(ext).substr(0, end) == wanted) return true;
+  }
+  return false;
+}
+
+// --- replies -----------------------------------------------------------------------------------
+
+void ClientSession::on_reply(Reply reply, TimePoint now) {
+  last_reply_ = reply;
+  if (state_ == ClientState::closed) return;
+  if (state_ == ClientState::quit) return close();   // 221 or anything else: we are leaving anyway
+  // RFC 5321 §3.8: 421 may come in answer to any command (or none) and the server then closes.
+  if (reply.code == 421) {
+    return fail(FailureClass::reply, reply, "server closing the session: " + reply.summary());
+  }
+  switch (state_) {
+    case ClientState::greeting: return on_greeting(reply, now);
+    case ClientState::ehlo: return on_ehlo(reply, now);
+    case ClientState::helo: return on_helo(reply, now);
+    case ClientState::ready:
+      return fail(FailureClass::protocol, reply, "unsolicited reply while idle: " + reply.summary());
+    case ClientState::mail: return on_mail(reply, now);
+    case ClientState::rcpt: return on_rcpt(reply, now);
+    case ClientState::data: return on_data(reply, now);
+    case ClientState::data_body:   // the shell did not call handle_sent(): the body was written
+    case ClientState::data_end: return on_data_end(reply, now);
+    case ClientState::rset: return on_rset(reply, now);
+    case ClientState::quit:
+    case ClientState::closed: return;   // handled above
+  }
+}
+
+void ClientSession::on_greeting(const Reply& reply, TimePoint now) {
+  if (reply.code == 220) return send(ClientState::ehlo, "EHLO " + policy_.ehlo_name + "\r\n", now);
+  if (reply.transient() || reply.permanent()) {
+    return fail(FailureClass::reply, reply, "greeting refused the session: " + reply.summary());
+  }
+  unexpected(reply);
+}
+
+void ClientSession::on_ehlo(const Reply& reply, TimePoint now) {
+  if (reply.code == 250) {
+    extensions_.clear();
+    size_limit_.reset();
+    // The first line is the server's name and greeting; each further line is one keyword.
+    for (std::size_t i = 1; i < reply.lines.size(); ++i) {
+      extensions_.push_back(upper(reply.lines[i]));
+      const std::string& ext = extensions_.back();
+      if (ext.rfind("SIZE ", 0) == 0) {
+        // RFC 1870 §4: "SIZE" alone or "SIZE 0" declares no limit; so does a number we cannot read.
+        std::uint64_t limit = 0;
+        const auto parsed = std::from_chars(ext.data() + 5, ext.data() + ext.size(), limit);
+        if (parsed.ec == std::errc() && limit > 0) size_limit_ = limit;
+      }
+    }
+    return become_ready();
+  }
+  // RFC 5321 §3.2: a server that does not know EHLO answers 500, 501, 502, 504 or 550, and the
+  // client must then fall back to HELO (and to no extensions).
+  switch (reply.code) {
+    case 500:
+    case 501:
+    case 502:
+    case 504:
+    case 550: return send(ClientState::helo, "HELO " + policy_.ehlo_name + "\r\n", now);
+  }
+  if (reply.transient() || reply.permanent()) {
+    return fail(FailureClass::reply, reply, "EHLO refused: " + reply.summary());
+  }
+  unexpected(reply);
+}
+
+void ClientSession::on_helo(const Reply& reply, TimePoint /*now*/) {
+  if (reply.code == 250) {
+    extensions_.clear();
+    size_limit_.reset();
+    return become_ready();
+  }
+  if (reply.transient() || reply.permanent()) {
+    return fail(FailureClass::reply, reply, "EHLO and HELO refused: " + reply.summary());
+  }
+  unexpected(reply);
+}
+
+void ClientSession::on_mail(const Reply& reply, TimePoint now) {
+  if (reply.intermediate()) return unexpected(reply);
+  result_.mail = reply;
+  if (!reply.positive()) return finish_message(true, now);
+  send_next_rcpt_or_data(now);
+}
+
+void ClientSession::on_rcpt(const Reply& reply, TimePoint now) {
+  if (reply.intermediate()) return unexpected(reply);
+  result_.rcpt.push_back(reply);
+  if (reply.positive()) ++accepted_rcpt_;
+  ++next_rcpt_;
+  send_next_rcpt_or_data(now);
+}
+
+void ClientSession::send_next_rcpt_or_data(TimePoint now) {
+  while (next_rcpt_ < message_.recipients.size()) {
+    const std::string& rcpt = message_.recipients[next_rcpt_];
+    if (sendable_address(rcpt)) return send(ClientState::rcpt, "RCPT TO:<" + rcpt + ">\r\n", now);
+    result_.rcpt.push_back(make_reply(553, "5.1.3", "recipient address cannot be sent upstream"));
+    ++next_rcpt_;
+  }
+  if (accepted_rcpt_ == 0) return finish_message(true, now);   // DATA would only get 554
+  send(ClientState::data, "DATA\r\n", now);
+}
+
+void ClientSession::on_data(const Reply& reply, TimePoint now) {
+  if (reply.code == 354) {
+    // The whole body and the final "." in one Send: written with one large write, it cannot stall
+    // on Nagle's algorithm between a small last segment and the terminator.
+    std::string body = encode_body(message_.data);
+    message_.data = std::string();   // no need to hold the message twice
+    return send(ClientState::data_body, std::move(body), now);
+  }
+  if (reply.intermediate() || reply.positive()) return unexpected(reply);
+  result_.data = reply;
+  finish_message(true, now);
+}
+
+void ClientSession::on_data_end(const Reply& reply, TimePoint now) {
+  if (reply.intermediate()) return unexpected(reply);
+  result_.data = reply;
+  // The final reply ends the transaction either way (RFC 5321 §4.1.1.4): no RSET needed.
+  finish_message(false, now);
+}
+
+void ClientSession::on_rset(const Reply& reply, TimePoint /*now*/) {
+  if (reply.positive()) return become_ready();
+  if (reply.transient() || reply.permanent()) {
+    return fail(FailureClass::reply, reply, "RSET refused: " + reply.summary());
+  }
+  unexpected(reply);
+}
+
+// --- transitions -------------------------------------------------------------------------------
+
+// MessageDone goes out as soon as the answers are final, before the RSET that clears an aborted
+// transaction: if the RSET then fails, the answers are still reported rather than lost.
+void ClientSession::finish_message(bool reset, TimePoint now) {
+  actions_.push_back(client_action::MessageDone{std::move(result_)});
+  result_ = MessageResult{};
+  message_ = OutgoingMessage{};
+  if (reset) return send(ClientState::rset, "RSET\r\n", now);
+  become_ready();
+}
+
+void ClientSession::become_ready() {
+  state_ = ClientState::ready;
+  deadline_.reset();   // idle time is the shell's to bound (it decides when to quit())
+  actions_.push_back(client_action::Ready{});
+}
+
+void ClientSession::send(ClientState next, std::string bytes, TimePoint now) {
+  state_ = next;
+  deadline_ = now + *reply_timeout(policy_, next);
+  actions_.push_back(client_action::Send{std::move(bytes)});
+}
+
+void ClientSession::fail(FailureClass cls, std::optional<Reply> reply, std::string detail) {
+  actions_.push_back(client_action::Failed{cls, std::move(reply), std::move(detail)});
+  close();
+}
+
+void ClientSession::close() {
+  state_ = ClientState::closed;
+  deadline_.reset();
+  message_ = OutgoingMessage{};
+  result_ = MessageResult{};
+  actions_.push_back(client_action::Close{});
+}
+
+void ClientSession::unexpected(const Reply& reply) {
+  fail(FailureClass::protocol, reply, std::string("unexpected reply while waiting for ") + awaited(state_) + ": " + reply.summary());
+}
+
+}  // namespace mailferry::smtp

@@ -1,0 +1,556 @@
+// Transcript tests for ClientSession: a scripted server drives the machine, and every server input is
+// fed whole, byte by byte, and split at every position — the three runs must agree exactly.
+#include <catch2/catch.hpp>
+
+#include <chrono>
+#include <string>
+#include <variant>
+#include <vector>
+
+#include "mailferry/smtp/client_session.hpp"
+
+using namespace std::chrono_literals;
+using mailferry::TimePoint;
+using namespace mailferry::smtp;
+
+namespace {
+
+const TimePoint t0 = TimePoint{} + 1000h;   // a fixed base: no clock is read, nothing sleeps
+
+template <class... F>
+struct overloaded : F... {
+  using F::operator()...;
+};
+template <class... F>
+overloaded(F...) -> overloaded<F...>;
+
+struct Quit {};
+using Job = std::variant<OutgoingMessage, Quit>;   // what the "scheduler" does on each Ready
+enum class End { none, eof, timeout };
+
+struct Script {
+  std::vector<std::string> server;   // each fed one second after the previous, once the client has acted
+  std::vector<Job> jobs;
+  End end = End::none;
+};
+
+enum class Feed { whole, bytewise, split };
+
+struct Run {
+  std::vector<std::string> log;
+  std::vector<MessageResult> results;
+};
+
+ClientPolicy policy() {
+  ClientPolicy p;
+  p.ehlo_name = "relay.example.net";
+  p.max_reply_line = 512;
+  p.max_reply_lines = 20;
+  return p;
+}
+
+std::string codes(const MessageResult& r) {
+  std::string out = "done mail=" + (r.mail ? std::to_string(r.mail->code) : "-") + " rcpt=";
+  for (std::size_t i = 0; i < r.rcpt.size(); ++i) out += (i ? "," : "") + std::to_string(r.rcpt[i].code);
+  if (r.rcpt.empty()) out += "-";
+  out += " data=" + (r.data ? std::to_string(r.data->code) : "-");
+  return out;
+}
+
+std::string name(FailureClass c) {
+  switch (c) {
+    case FailureClass::connection: return "connection";
+    case FailureClass::protocol: return "protocol";
+    case FailureClass::reply: return "reply";
+  }
+  return "?";
+}
+
+Run run(const Script& script, Feed feed, std::size_t split_at = 0) {
+  ClientSession session(policy());
+  Run out;
+  std::size_t next_job = 0;
+  TimePoint now = t0;
+  auto drain = [&] {
+    while (auto action = session.poll_action()) {
+      std::visit(overloaded{
+                     [&](client_action::Send& s) { out.log.push_back("C: " + s.bytes); },
+                     [&](client_action::MessageDone& d) {
+                       out.log.push_back(codes(d.result));
+                       out.results.push_back(d.result);
+                     },
+                     [&](client_action::Ready&) {
+                       out.log.push_back("ready");
+                       if (next_job >= script.jobs.size()) return;
+                       const Job& job = script.jobs[next_job++];
+                       if (const auto* m = std::get_if<OutgoingMessage>(&job)) {
+                         session.send_message(*m, now);
+                       } else {
+                         session.quit(now);
+                       }
+                     },
+                     [&](client_action::Failed& f) { out.log.push_back("failed " + name(f.cls) + ": " + f.detail); },
+                     [&](client_action::Close&) { out.log.push_back("close"); },
+                 },
+                 *action);
+    }
+  };
+  auto give = [&](std::string_view bytes) {
+    session.handle_bytes(std::span<const char>(bytes.data(), bytes.size()), now);
+    drain();
+  };
+
+  session.handle_connected(now);
+  drain();
+  for (const std::string& input : script.server) {
+    now += 1s;
+    switch (feed) {
+      case Feed::whole: give(input); break;
+      case Feed::bytewise:
+        for (char c : input) give(std::string_view(&c, 1));
+        break;
+      case Feed::split: {
+        const std::size_t k = std::min(split_at, input.size());
+        give(std::string_view(input).substr(0, k));
+        give(std::string_view(input).substr(k));
+        break;
+      }
+    }
+  }
+  switch (script.end) {
+    case End::none: break;
+    case End::eof:
+      session.handle_eof(now);
+      drain();
+      break;
+    case End::timeout: {
+      const auto deadline = session.poll_deadline();
+      if (!deadline) {
+        out.log.push_back("no deadline");
+        break;
+      }
+      out.log.push_back("timer +" + std::to_string(std::chrono::duration_cast<std::chrono::seconds>(*deadline - now).count()) + "s");
+      session.handle_timeout(*deadline - 1ms);   // early: must change nothing
+      drain();
+      session.handle_timeout(*deadline);
+      drain();
+      break;
+    }
+  }
+  return out;
+}
+
+// Runs the script the three ways and requires identical outcomes; returns the outcome.
+Run check(const Script& script) {
+  Run whole = run(script, Feed::whole);
+  REQUIRE(run(script, Feed::bytewise).log == whole.log);
+  std::size_t longest = 0;
+  for (const auto& s : script.server) longest = std::max(longest, s.size());
+  for (std::size_t k = 0; k <= longest; ++k) {
+    CAPTURE(k);
+    REQUIRE(run(script, Feed::split, k).log == whole.log);
+  }
+  return whole;
+}
+
+OutgoingMessage message(std::vector<std::string> rcpts = {"bob@example.org"},
+                        std::string data = "Subject: hi\r\n\r\nhello\r\n") {
+  OutgoingMessage m;
+  m.sender = "alice@example.com";
+  m.recipients = std::move(rcpts);
+  m.data = std::move(data);
+  return m;
+}
+
+const std::string greeting = "220 mx.example.org ESMTP ready\r\n";
+const std::string ehlo_ok =
+    "250-mx.example.org Hello relay.example.net\r\n250-PIPELINING\r\n250-SIZE 35882577\r\n250-8BITMIME\r\n"
+    "250-ENHANCEDSTATUSCODES\r\n250 SMTPUTF8\r\n";
+const std::string ehlo_bare = "250 mx.example.org\r\n";
+const std::string mail_ok = "250 2.1.0 Sender ok\r\n";
+const std::string rcpt_ok = "250 2.1.5 Recipient ok\r\n";
+const std::string go_ahead = "354 End data with <CR><LF>.<CR><LF>\r\n";
+const std::string queued = "250 2.0.0 Ok: queued as 4F2A\r\n";
+const std::string rset_ok = "250 2.0.0 Ok\r\n";
+const std::string bye = "221 2.0.0 Bye\r\n";
+
+const std::string c_ehlo = "C: EHLO relay.example.net\r\n";
+const std::string c_mail = "C: MAIL FROM:<alice@example.com> SIZE=22\r\n";   // 13 + 2 + 7 bytes of data
+const std::string c_rcpt = "C: RCPT TO:<bob@example.org>\r\n";
+const std::string c_data = "C: DATA\r\n";
+const std::string c_body = "C: Subject: hi\r\n\r\nhello\r\n.\r\n";
+
+using Log = std::vector<std::string>;
+
+}  // namespace
+
+TEST_CASE("happy path: greeting, EHLO, one message, QUIT", "[smtp][client_session]") {
+  const Run r = check({{greeting, ehlo_ok, mail_ok, rcpt_ok, go_ahead, queued, bye}, {message(), Quit{}}});
+  CHECK(r.log == Log{c_ehlo, "ready", c_mail, c_rcpt, c_data, c_body, "done mail=250 rcpt=250 data=250", "ready",
+                     "C: QUIT\r\n", "close"});
+  REQUIRE(r.results.size() == 1);
+  CHECK(r.results[0].data->enhanced == "2.0.0");
+  CHECK(r.results[0].data->lines == std::vector<std::string>{"Ok: queued as 4F2A"});
+}
+
+TEST_CASE("extensions are collected upper-cased and answer has_extension", "[smtp][client_session]") {
+  ClientSession s(policy());
+  s.handle_connected(t0);
+  const std::string in = greeting + "250-mx Hello\r\n250-pipelining\r\n250-Size 1000\r\n250 auth=login plain\r\n";
+  s.handle_bytes(std::span<const char>(in.data(), in.size()), t0);
+  CHECK(s.state() == ClientState::ready);
+  CHECK(s.extensions() == std::vector<std::string>{"PIPELINING", "SIZE 1000", "AUTH=LOGIN PLAIN"});
+  CHECK(s.has_extension("size"));
+  CHECK(s.has_extension("AUTH"));
+  CHECK_FALSE(s.has_extension("SIZ"));
+  CHECK_FALSE(s.has_extension("8BITMIME"));
+  REQUIRE(s.last_reply());
+  CHECK(s.last_reply()->code == 250);
+  CHECK_FALSE(s.poll_deadline());   // idle: the shell bounds idle time itself
+}
+
+TEST_CASE("BODY=8BITMIME and SMTPUTF8 go out only when advertised and needed", "[smtp][client_session]") {
+  OutgoingMessage m = message();
+  m.body_8bit = true;
+  m.smtputf8 = true;
+  Run r = check({{greeting, ehlo_ok, mail_ok}, {m}});
+  CHECK(r.log.at(2) == "C: MAIL FROM:<alice@example.com> SIZE=22 BODY=8BITMIME SMTPUTF8\r\n");
+
+  m.smtputf8 = false;
+  r = check({{greeting, "250-mx\r\n250 SIZE\r\n", mail_ok}, {m}});   // no 8BITMIME: body sent as is
+  CHECK(r.log.at(2) == "C: MAIL FROM:<alice@example.com> SIZE=22\r\n");
+}
+
+TEST_CASE("EHLO refused with 500/501/502/504/550 falls back to HELO", "[smtp][client_session]") {
+  const std::string refusal = GENERATE(as<std::string>{}, "502 5.5.2 Command not recognized\r\n", "500 what?\r\n",
+                                       "501 5.5.4 syntax\r\n", "504 no\r\n", "550 not here\r\n");
+  CAPTURE(refusal);
+  const Run r = check({{greeting, refusal, "250 mx.example.org\r\n", mail_ok, rcpt_ok, go_ahead, queued},
+                       {message()}});
+  // After HELO there are no extensions: no SIZE parameter.
+  CHECK(r.log == Log{c_ehlo, "C: HELO relay.example.net\r\n", "ready", "C: MAIL FROM:<alice@example.com>\r\n",
+                     c_rcpt, c_data, c_body, "done mail=250 rcpt=250 data=250", "ready"});
+}
+
+TEST_CASE("a session refused at the greeting, EHLO or HELO fails with class reply", "[smtp][client_session]") {
+  CHECK(check({{"554 5.7.1 go away\r\n"}, {}}).log ==
+        Log{"failed reply: greeting refused the session: 554 5.7.1 go away", "close"});
+  CHECK(check({{greeting, "554 5.7.1 blocked\r\n"}, {}}).log ==
+        Log{c_ehlo, "failed reply: EHLO refused: 554 5.7.1 blocked", "close"});
+  CHECK(check({{greeting, "451 4.3.0 later\r\n"}, {}}).log ==
+        Log{c_ehlo, "failed reply: EHLO refused: 451 4.3.0 later", "close"});
+  CHECK(check({{greeting, "502 no\r\n", "550 5.7.1 no\r\n"}, {}}).log ==
+        Log{c_ehlo, "C: HELO relay.example.net\r\n", "failed reply: EHLO and HELO refused: 550 5.7.1 no", "close"});
+}
+
+TEST_CASE("something that is not SMTP is a protocol failure", "[smtp][client_session]") {
+  CHECK(check({{"HTTP/1.1 400 Bad Request\r\n"}, {}}).log ==
+        Log{"failed protocol: malformed reply: malformed reply line \"HTTP/1.1 400 Bad Request\"", "close"});
+  CHECK(check({{"SSH-2.0-OpenSSH_9.2\r\n"}, {}}).log.at(0).rfind("failed protocol: malformed reply", 0) == 0);
+  CHECK(check({{"250 hello\r\n"}, {}}).log ==
+        Log{"failed protocol: unexpected reply while waiting for the greeting: 250 hello", "close"});
+  // Garbage in the middle of a transaction: no MessageDone, so the message counts as undelivered.
+  CHECK(check({{greeting, ehlo_ok, "250-ok\r\n251 mismatch\r\n"}, {message()}}).log ==
+        Log{c_ehlo, "ready", c_mail,
+            "failed protocol: malformed reply: reply code changed from 250 to 251 within one reply", "close"});
+  CHECK(check({{greeting, ehlo_ok, "\x01\x02garbage\r\n"}, {message()}}).log.at(3).rfind("failed protocol", 0) == 0);
+}
+
+TEST_CASE("unexpected reply codes are protocol failures", "[smtp][client_session]") {
+  CHECK(check({{greeting, ehlo_ok, "354 go ahead\r\n"}, {message()}}).log ==
+        Log{c_ehlo, "ready", c_mail, "failed protocol: unexpected reply while waiting for the MAIL FROM reply: 354 go ahead",
+            "close"});
+  CHECK(check({{greeting, ehlo_ok, mail_ok, rcpt_ok, "250 ok\r\n"}, {message()}}).log.at(5) ==
+        "failed protocol: unexpected reply while waiting for the DATA reply: 250 ok");
+  CHECK(check({{greeting, ehlo_ok, mail_ok, rcpt_ok, go_ahead, "354 again\r\n"}, {message()}}).log.at(6) ==
+        "failed protocol: unexpected reply while waiting for the reply to the end of data: 354 again");
+}
+
+TEST_CASE("MAIL refused: MessageDone at once, then RSET", "[smtp][client_session]") {
+  const Run r = check({{greeting, ehlo_ok, "451 4.3.0 Try again later\r\n", rset_ok, bye}, {message(), Quit{}}});
+  CHECK(r.log == Log{c_ehlo, "ready", c_mail, "done mail=451 rcpt=- data=-", "C: RSET\r\n", "ready", "C: QUIT\r\n",
+                     "close"});
+  CHECK(r.results.at(0).mail->summary() == "451 4.3.0 Try again later");
+}
+
+TEST_CASE("one RCPT refused, one accepted: DATA is still sent and both answers are kept", "[smtp][client_session]") {
+  const Run r = check({{greeting, ehlo_ok, mail_ok, "550 5.1.1 No such user\r\n", rcpt_ok, go_ahead, queued},
+                       {message({"nobody@example.org", "bob@example.org"})}});
+  CHECK(r.log == Log{c_ehlo, "ready", c_mail, "C: RCPT TO:<nobody@example.org>\r\n", c_rcpt, c_data, c_body,
+                     "done mail=250 rcpt=550,250 data=250", "ready"});
+  CHECK(r.results.at(0).rcpt.at(0).summary() == "550 5.1.1 No such user");
+}
+
+TEST_CASE("every RCPT refused: RSET instead of DATA", "[smtp][client_session]") {
+  const Run r = check({{greeting, ehlo_ok, mail_ok, "550 5.1.1 No such user\r\n", "450 4.2.1 busy\r\n", rset_ok},
+                       {message({"nobody@example.org", "bob@example.org"})}});
+  CHECK(r.log == Log{c_ehlo, "ready", c_mail, "C: RCPT TO:<nobody@example.org>\r\n", c_rcpt,
+                     "done mail=250 rcpt=550,450 data=-", "C: RSET\r\n", "ready"});
+}
+
+TEST_CASE("DATA refused: MessageDone with the DATA reply, then RSET", "[smtp][client_session]") {
+  const Run r = check({{greeting, ehlo_ok, mail_ok, rcpt_ok, "554 5.5.1 No valid recipients\r\n", rset_ok},
+                       {message()}});
+  CHECK(r.log == Log{c_ehlo, "ready", c_mail, c_rcpt, c_data, "done mail=250 rcpt=250 data=554", "C: RSET\r\n",
+                     "ready"});
+}
+
+TEST_CASE("final reply 452: MessageDone, no RSET needed", "[smtp][client_session]") {
+  const Run r = check({{greeting, ehlo_ok, mail_ok, rcpt_ok, go_ahead, "452 4.3.1 Insufficient storage\r\n"},
+                       {message()}});
+  CHECK(r.log == Log{c_ehlo, "ready", c_mail, c_rcpt, c_data, c_body, "done mail=250 rcpt=250 data=452", "ready"});
+}
+
+TEST_CASE("RSET refused ends the session but the answers were already reported", "[smtp][client_session]") {
+  const Run r = check({{greeting, ehlo_ok, "550 5.7.1 no\r\n", "502 no\r\n"}, {message()}});
+  CHECK(r.log == Log{c_ehlo, "ready", c_mail, "done mail=550 rcpt=- data=-", "C: RSET\r\n",
+                     "failed reply: RSET refused: 502 no", "close"});
+}
+
+TEST_CASE("421 at any point fails the session with class reply", "[smtp][client_session]") {
+  const std::string closing = "421 4.7.0 mx closing connection\r\n";
+  const std::string detail = "failed reply: server closing the session: 421 4.7.0 mx closing connection";
+  CHECK(check({{closing}, {}}).log == Log{detail, "close"});
+  CHECK(check({{greeting, closing}, {}}).log == Log{c_ehlo, detail, "close"});
+  // Mid-message: no MessageDone.
+  CHECK(check({{greeting, ehlo_ok, mail_ok, closing}, {message()}}).log ==
+        Log{c_ehlo, "ready", c_mail, c_rcpt, detail, "close"});
+  CHECK(check({{greeting, ehlo_ok, mail_ok, rcpt_ok, go_ahead, closing}, {message()}}).log ==
+        Log{c_ehlo, "ready", c_mail, c_rcpt, c_data, c_body, detail, "close"});
+  // While idle, too (an unsolicited 421 before the server hangs up).
+  CHECK(check({{greeting, ehlo_bare, closing}, {}}).log == Log{c_ehlo, "ready", detail, "close"});
+  // A reply to the failed session arriving with the 421 is ignored.
+  CHECK(check({{greeting, ehlo_ok, closing + rcpt_ok}, {message()}}).log == Log{c_ehlo, "ready", c_mail, detail, "close"});
+}
+
+TEST_CASE("an unsolicited reply while idle is a protocol failure", "[smtp][client_session]") {
+  CHECK(check({{greeting, ehlo_bare, "250 surprise\r\n"}, {}}).log ==
+        Log{c_ehlo, "ready", "failed protocol: unsolicited reply while idle: 250 surprise", "close"});
+}
+
+TEST_CASE("EOF fails the session; mid-DATA the message gets no MessageDone", "[smtp][client_session]") {
+  CHECK(check({{greeting, ehlo_ok, mail_ok, rcpt_ok, go_ahead}, {message()}, End::eof}).log ==
+        Log{c_ehlo, "ready", c_mail, c_rcpt, c_data, c_body,
+            "failed connection: connection closed by the server while waiting for the reply to the end of data",
+            "close"});
+  CHECK(check({{}, {}, End::eof}).log ==
+        Log{"failed connection: connection closed by the server while waiting for the greeting", "close"});
+  CHECK(check({{greeting, ehlo_bare}, {}, End::eof}).log ==
+        Log{c_ehlo, "ready", "failed connection: connection closed by the server while waiting for the next command (idle)",
+            "close"});
+  // A partial reply does not count.
+  CHECK(check({{greeting, ehlo_ok, "250-2.1.0 half\r\n"}, {message()}, End::eof}).log ==
+        Log{c_ehlo, "ready", c_mail,
+            "failed connection: connection closed by the server while waiting for the MAIL FROM reply", "close"});
+}
+
+TEST_CASE("a timeout at each stage fails the session with the stage's RFC 5321 timeout", "[smtp][client_session]") {
+  const std::vector<std::string> all = {greeting, ehlo_ok, mail_ok, rcpt_ok, go_ahead, queued};
+  struct Stage {
+    std::size_t inputs;
+    const char* timer;
+    const char* detail;
+  };
+  const auto stage = GENERATE(values<Stage>({
+      {0, "timer +300s", "failed connection: timed out waiting for the greeting"},
+      {1, "timer +300s", "failed connection: timed out waiting for the EHLO reply"},
+      {2, "timer +300s", "failed connection: timed out waiting for the MAIL FROM reply"},
+      {3, "timer +300s", "failed connection: timed out waiting for the RCPT TO reply"},
+      {4, "timer +120s", "failed connection: timed out waiting for the DATA reply"},
+      {5, "timer +600s", "failed connection: timed out waiting for the reply to the end of data"},
+  }));
+  CAPTURE(stage.inputs);
+  const Script script{std::vector<std::string>(all.begin(), all.begin() + static_cast<std::ptrdiff_t>(stage.inputs)),
+                      {message()}, End::timeout};
+  const Run r = check(script);
+  REQUIRE(r.log.size() >= 3);
+  CHECK(r.log[r.log.size() - 3] == stage.timer);
+  CHECK(r.log[r.log.size() - 2] == stage.detail);
+  CHECK(r.log.back() == "close");
+  CHECK(r.results.empty());
+}
+
+TEST_CASE("timeouts of RSET and QUIT", "[smtp][client_session]") {
+  CHECK(check({{greeting, ehlo_ok, "550 no\r\n"}, {message()}, End::timeout}).log ==
+        Log{c_ehlo, "ready", c_mail, "done mail=550 rcpt=- data=-", "C: RSET\r\n", "timer +300s",
+            "failed connection: timed out waiting for the RSET reply", "close"});
+  // Every message is reported before quit(): a silent QUIT is not a failure.
+  CHECK(check({{greeting, ehlo_bare}, {Quit{}}, End::timeout}).log ==
+        Log{c_ehlo, "ready", "C: QUIT\r\n", "timer +300s", "close"});
+  CHECK(check({{greeting, ehlo_bare}, {Quit{}}, End::eof}).log == Log{c_ehlo, "ready", "C: QUIT\r\n", "close"});
+  CHECK(check({{greeting, ehlo_bare, "500 what\r\n"}, {Quit{}}}).log == Log{c_ehlo, "ready", "C: QUIT\r\n", "close"});
+}
+
+TEST_CASE("deadlines come from the policy and handle_sent restarts them", "[smtp][client_session]") {
+  ClientPolicy p = policy();
+  p.greeting_timeout = 7s;
+  p.command_timeout = 11s;
+  p.data_init_timeout = 13s;
+  p.data_end_timeout = 17s;
+  ClientSession s(p);
+  auto feed = [&](const std::string& in, TimePoint now) {
+    s.handle_bytes(std::span<const char>(in.data(), in.size()), now);
+  };
+  auto drain = [&] {
+    while (s.poll_action()) {
+    }
+  };
+  CHECK_FALSE(s.poll_deadline());
+  s.handle_connected(t0);
+  CHECK(s.poll_deadline() == t0 + 7s);
+  s.handle_timeout(t0 + 6s);   // early timer: ignored
+  CHECK_FALSE(s.poll_action());
+  feed(greeting, t0 + 1s);
+  CHECK(s.poll_deadline() == t0 + 12s);
+  s.handle_sent(t0 + 2s);
+  CHECK(s.poll_deadline() == t0 + 13s);
+  feed(ehlo_ok, t0 + 3s);
+  drain();
+  CHECK_FALSE(s.poll_deadline());
+  s.send_message(message(), t0 + 3s);
+  feed(mail_ok, t0 + 4s);
+  feed(rcpt_ok, t0 + 5s);
+  CHECK(s.poll_deadline() == t0 + 18s);
+  feed(go_ahead, t0 + 6s);
+  CHECK(s.state() == ClientState::data_body);
+  CHECK(s.poll_deadline() == t0 + 23s);
+  // A large body took a minute to write: the final reply is awaited from then on.
+  s.handle_sent(t0 + 66s);
+  CHECK(s.state() == ClientState::data_end);
+  CHECK(s.poll_deadline() == t0 + 83s);
+  s.handle_timeout(t0 + 70s);
+  drain();
+  CHECK(s.state() == ClientState::data_end);
+  feed(queued, t0 + 80s);
+  CHECK(s.state() == ClientState::ready);
+}
+
+TEST_CASE("dot-stuffing and line-ending normalisation of the data", "[smtp][client_session]") {
+  auto [data, size, body] = GENERATE(table<std::string, int, std::string>({
+      {".x\r\n", 4, "..x\r\n.\r\n"},
+      {"..\r\n", 4, "...\r\n.\r\n"},
+      {"a\r\n.\r\nb\r\n", 9, "a\r\n..\r\nb\r\n.\r\n"},   // "." alone cannot end the message
+      {"a\r\n.", 6, "a\r\n..\r\n.\r\n"},
+      {"no trailing newline", 21, "no trailing newline\r\n.\r\n"},
+      {"a\nb\n", 6, "a\r\nb\r\n.\r\n"},                      // bare LF
+      {"a\rb\r", 6, "a\r\nb\r\n.\r\n"},                      // bare CR
+      {"a\n.\nb\n", 9, "a\r\n..\r\nb\r\n.\r\n"},             // smuggling attempt: LF.LF
+      {"a\r\n.\r.\n.\r\nb", 15, "a\r\n..\r\n..\r\n..\r\nb\r\n.\r\n"},
+      {"a\r\r\nb", 8, "a\r\n\r\nb\r\n.\r\n"},
+      {"\r\n\r\n", 4, "\r\n\r\n.\r\n"},
+      {"", 0, ".\r\n"},
+      {"x.\r\n .\r\n", 8, "x.\r\n .\r\n.\r\n"},             // only a leading dot is doubled
+  }));
+  CAPTURE(data);
+  const Run r = check({{greeting, ehlo_ok, mail_ok, rcpt_ok, go_ahead, queued}, {message({"bob@example.org"}, data)}});
+  CHECK(r.log.at(2) == "C: MAIL FROM:<alice@example.com> SIZE=" + std::to_string(size) + "\r\n");
+  CHECK(r.log.at(5) == "C: " + body);
+}
+
+TEST_CASE("two messages on one session", "[smtp][client_session]") {
+  OutgoingMessage second = message({"carol@example.org", "dave@example.org"}, "Subject: 2\r\n\r\nbye\r\n");
+  second.sender = "";   // a bounce: null sender
+  const Run r = check({{greeting, ehlo_ok, mail_ok, rcpt_ok, go_ahead, queued, mail_ok, rcpt_ok,
+                        "550 5.1.1 unknown\r\n", go_ahead, "250 2.0.0 Ok: queued as 77\r\n", bye},
+                       {message(), second, Quit{}}});
+  CHECK(r.log == Log{c_ehlo, "ready", c_mail, c_rcpt, c_data, c_body, "done mail=250 rcpt=250 data=250", "ready",
+                     "C: MAIL FROM:<> SIZE=19\r\n", "C: RCPT TO:<carol@example.org>\r\n",
+                     "C: RCPT TO:<dave@example.org>\r\n", c_data, "C: Subject: 2\r\n\r\nbye\r\n.\r\n",
+                     "done mail=250 rcpt=250,550 data=250", "ready", "C: QUIT\r\n", "close"});
+  REQUIRE(r.results.size() == 2);
+  CHECK(r.results[1].data->lines == std::vector<std::string>{"Ok: queued as 77"});
+}
+
+TEST_CASE("a message over the advertised SIZE is refused without being sent", "[smtp][client_session]") {
+  const Run r = check({{greeting, "250-mx\r\n250 SIZE 21\r\n", mail_ok, rcpt_ok, go_ahead, queued},
+                       {message(), message({"bob@example.org"}, "tiny\r\n")}});
+  CHECK(r.log == Log{c_ehlo, "ready", "done mail=552 rcpt=- data=-", "ready", "C: MAIL FROM:<alice@example.com> SIZE=6\r\n",
+                     c_rcpt, c_data, "C: tiny\r\n.\r\n", "done mail=250 rcpt=250 data=250", "ready"});
+  CHECK(r.results.at(0).mail->summary() == "552 5.3.4 message size 22 exceeds the upstream's limit of 21 bytes");
+  // Exactly at the limit is fine; "SIZE 0" declares no limit.
+  CHECK(check({{greeting, "250-mx\r\n250 SIZE 22\r\n"}, {message()}}).log.at(2) == c_mail);
+  CHECK(check({{greeting, "250-mx\r\n250 SIZE 0\r\n"}, {message()}}).log.at(2) == c_mail);
+}
+
+TEST_CASE("SMTPUTF8 needed but not advertised: synthetic 553 5.6.7, nothing sent", "[smtp][client_session]") {
+  OutgoingMessage m = message({"jörg@example.de"});
+  m.smtputf8 = true;
+  const Run r = check({{greeting, "250-mx\r\n250 8BITMIME\r\n", bye}, {m, Quit{}}});
+  CHECK(r.log == Log{c_ehlo, "ready", "done mail=553 rcpt=- data=-", "ready", "C: QUIT\r\n", "close"});
+  CHECK(r.results.at(0).mail->summary() == "553 5.6.7 upstream does not support SMTPUTF8");
+}
+
+TEST_CASE("addresses that would break the command line are never sent", "[smtp][client_session]") {
+  Run r = check({{greeting, ehlo_bare, mail_ok, rcpt_ok, go_ahead, queued},
+                 {message({"evil@x>\r\nRSET", "bob@example.org"})}});
+  CHECK(r.log == Log{c_ehlo, "ready", "C: MAIL FROM:<alice@example.com>\r\n", c_rcpt, c_data, c_body,
+                     "done mail=250 rcpt=553,250 data=250", "ready"});
+  CHECK(r.results.at(0).rcpt.at(0).summary() == "553 5.1.3 recipient address cannot be sent upstream");
+
+  OutgoingMessage bad = message();
+  bad.sender = "a@b>\r\nDATA";
+  r = check({{greeting, ehlo_bare}, {bad}});
+  CHECK(r.log == Log{c_ehlo, "ready", "done mail=553 rcpt=- data=-", "ready"});
+}
+
+TEST_CASE("once closed, every input is ignored", "[smtp][client_session]") {
+  ClientSession s(policy());
+  s.handle_connected(t0);
+  const std::string in = greeting + ehlo_bare + "421 bye\r\n";
+  s.handle_bytes(std::span<const char>(in.data(), in.size()), t0);
+  // Ready was queued before the 421: a driver acting on it must be harmless.
+  s.send_message(message(), t0);
+  s.quit(t0);
+  std::vector<std::string> kinds;
+  while (auto a = s.poll_action()) {
+    kinds.push_back(std::visit(overloaded{[](client_action::Send&) { return "send"; },
+                                          [](client_action::MessageDone&) { return "done"; },
+                                          [](client_action::Ready&) { return "ready"; },
+                                          [](client_action::Failed&) { return "failed"; },
+                                          [](client_action::Close&) { return "close"; }},
+                               *a));
+  }
+  CHECK(kinds == std::vector<std::string>{"send", "ready", "failed", "close"});
+  CHECK(s.state() == ClientState::closed);
+  CHECK_FALSE(s.poll_deadline());
+  s.handle_bytes(std::span<const char>(greeting.data(), greeting.size()), t0);
+  s.handle_eof(t0);
+  s.handle_timeout(t0 + 24h);
+  s.handle_sent(t0);
+  CHECK_FALSE(s.poll_action());
+  CHECK(s.state() == ClientState::closed);
+}
+
+TEST_CASE("no data can end the message early or carry a bare CR or LF upstream", "[smtp][client_session]") {
+  // Every string of up to 7 bytes over the alphabet that matters, exhaustively.
+  const std::string alphabet = ".\r\na";
+  std::size_t checked = 0;
+  for (std::size_t length = 0; length <= 7; ++length) {
+    std::vector<std::size_t> digits(length, 0);
+    for (;;) {
+      std::string data;
+      for (std::size_t d : digits) data += alphabet[d];
+      const Run r = run({{greeting, ehlo_bare, mail_ok, rcpt_ok, go_ahead}, {message({"bob@example.org"}, data)}},
+                        Feed::whole);
+      REQUIRE(r.log.size() == 6);
+      const std::string body = r.log[5].substr(3);
+      CAPTURE(data, body);
+      // The only CRLF.CRLF (or the leading ".CRLF" of an empty body) is the terminator.
+      if (body.size() == 3) {
+        CHECK(body == ".\r\n");
+      } else {
+        CHECK(body.find("\r\n.\r\n") == body.size() - 5);
+        CHECK(body.rfind(".\r\n", 0) != 0);
+      }
+      for (std::size_t i = 0; i < body.size(); ++i) {
+        if (body[i] == '\r') CHECK((i + 1 < body.size() && body[i + 1] == '\n'));
+        if (body[i] == '\n') CHECK((i > 0 && body[i - 1] == '\r'));
+      }
+      ++checked;
+      std::size_t pos = 0;
+      while (pos < length && ++digits[pos] == alphabet.size()) digits[pos++] = 0;
+      if (pos == length) break;
+    }
+  }
+  CHECK(checked == 21845);   // 4^0 + 4^1 + … + 4^7
+}
