@@ -139,8 +139,9 @@ class Report {
     auto rank = [](const Problem& p) {
       return std::pair{p.where.line == 0 ? UINT32_MAX : p.where.line, p.where.column};
     };
-    const Problem& p = *std::min_element(problems_.begin(), problems_.end(),
-                                         [&](const Problem& a, const Problem& b) { return rank(a) < rank(b); });
+    const Problem& p = *std::min_element(
+        problems_.begin(), problems_.end(),
+        [&](const Problem& a, const Problem& b) { return rank(a) < rank(b); });
     std::string out;
     if (!source.empty()) {
       out = source;
@@ -332,7 +333,8 @@ void Parser::check_keys(const toml::table& table, std::string_view section, KeyL
       for (const Section& s : sections) {
         if (s.name == section) continue;
         if (std::find(s.keys.begin(), s.keys.end(), name) == s.keys.end()) continue;
-        hint = "; it belongs " + (s.name.empty() ? std::string("at the top level") : "in " + std::string(s.name));
+        hint = "; it belongs " +
+               (s.name.empty() ? std::string("at the top level") : "in " + std::string(s.name));
         break;
       }
     }
@@ -349,7 +351,9 @@ const toml::node* Parser::field(const toml::table& table, std::string_view key, 
 void Parser::wrong_type(const toml::node& node, const std::string& path, std::string_view expected) {
   // "listen.proxy_from[]" is an element: say so in words.
   std::string what = display_path(path);
-  if (what.size() > 2 && what.substr(what.size() - 2) == "[]") what = "an entry of " + what.substr(0, what.size() - 2);
+  if (what.size() > 2 && what.substr(what.size() - 2) == "[]") {
+    what = "an entry of " + what.substr(0, what.size() - 2);
+  }
   report.add(where_of(node.source()), "wrong type for " + what + ": " +
                                           std::string(type_name(node.type())) + " (expected " +
                                           std::string(expected) + ")");
@@ -556,7 +560,8 @@ Config Parser::parse(const toml::table& root) {
   if (const toml::table* t = table_field(root, "rewrite", "rewrite")) {
     check_keys(*t, "[rewrite]", rewrite_keys);
     Rewrite r;
-    for (auto [key, target] : {std::pair{"envelope_from", &r.envelope_from}, std::pair{"header_from", &r.header_from}}) {
+    for (auto [key, target] :
+         {std::pair{"envelope_from", &r.envelope_from}, std::pair{"header_from", &r.header_from}}) {
       const std::string path = std::string("rewrite.") + key;
       auto v = string_field(*t, key, path, true);
       if (!v) continue;
@@ -832,7 +837,8 @@ void Parser::parse_oauth2(const toml::table& t, OAuth2& out) {
   if (auto v = string_field(t, "refresh_token_file", "upstream.oauth2.refresh_token_file", false)) {
     out.refresh_token_file = *v;
   }
-  for (auto [key, target] : {std::pair{"token_url", &out.token_url}, std::pair{"device_url", &out.device_url}}) {
+  for (auto [key, target] :
+       {std::pair{"token_url", &out.token_url}, std::pair{"device_url", &out.device_url}}) {
     const std::string path = std::string("upstream.oauth2.") + key;
     auto v = string_field(t, key, path, false);
     if (!v) continue;
@@ -962,7 +968,9 @@ void cross_check(const Config& c, const Locations& loc, Report& r) {
   if (!u.password.empty()) sources.push_back("password");
   if (!u.password_file.empty()) sources.push_back("password_file");
   if (!u.password_command.empty()) sources.push_back("password_command");
-  auto source_where = [&](std::string_view name) { return locate(loc, {"upstream." + std::string(name), "upstream"}); };
+  auto source_where = [&](std::string_view name) {
+    return locate(loc, {"upstream." + std::string(name), "upstream"});
+  };
   if (sources.size() > 1) {
     r.add(source_where(sources[1]), "upstream." + std::string(sources[0]) + " and upstream." +
                                         std::string(sources[1]) +
@@ -1015,7 +1023,8 @@ void cross_check(const Config& c, const Locations& loc, Report& r) {
           "upstream.username is set but no password (expected password, password_file or password_command)");
   }
   if (u.connect_timeout.count() <= 0) {
-    r.add(locate(loc, {"upstream.connect_timeout"}), "upstream.connect_timeout is zero (expected more than 0s)");
+    r.add(locate(loc, {"upstream.connect_timeout"}),
+          "upstream.connect_timeout is zero (expected more than 0s)");
   }
 
   if (c.queue.retry_schedule.empty()) {
@@ -1074,7 +1083,8 @@ Result<void> validate_config(const Config& config) {
 
 Result<Config> load_config(const std::string& path) {
   auto cannot_read = [&](int error) {
-    return Error{path + ": cannot read config: " + std::strerror(error) + " (create it or pass -c FILE)", error};
+    return Error{path + ": cannot read config: " + std::strerror(error) + " (create it or pass -c FILE)",
+                 error};
   };
   const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
   if (fd < 0) return cannot_read(errno);
@@ -1094,7 +1104,8 @@ Result<Config> load_config(const std::string& path) {
     text.append(buffer, static_cast<std::size_t>(n));
     if (text.size() > max_size) {
       ::close(fd);
-      return Error{path + ": cannot read config: larger than 4 MiB (expected a mailferry.toml; check -c FILE)"};
+      return Error{path +
+                   ": cannot read config: larger than 4 MiB (expected a mailferry.toml; check -c FILE)"};
     }
   }
   ::close(fd);

@@ -120,7 +120,8 @@ std::string render_config(const Config& c) {
   if (!up.password_file.empty()) string_key(out, "password_file", up.password_file);
   if (!up.password_command.empty()) key(out, "password_command", strings(up.password_command));
   string_key(out, "auth", to_string(up.auth));
-  out << "ca_file = " << toml_string(up.ca_file) << (up.ca_file.empty() ? "   # the system trust store\n" : "\n");
+  out << "ca_file = " << toml_string(up.ca_file)
+      << (up.ca_file.empty() ? "   # the system trust store\n" : "\n");
   string_key(out, "connect_timeout", format_duration(up.connect_timeout));
   out << "max_rate = " << toml_string(up.max_rate) << (up.max_rate.empty() ? "   # unlimited\n" : "\n");
 

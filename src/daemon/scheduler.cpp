@@ -1,6 +1,7 @@
 // scheduler.cpp: delivery rounds and what each answer does to the spool.
 #include "daemon/scheduler.hpp"
 
+#include <algorithm>
 #include <asio/co_spawn.hpp>
 #include <asio/experimental/as_tuple.hpp>
 #include <asio/use_awaitable.hpp>
@@ -24,10 +25,35 @@ std::string format_time(WallTime t) {
 
 std::string bracketed(const std::string& a) { return "<" + a + ">"; }
 
+// Plain coroutine functions (not capturing lambdas): their arguments live in their own frames
+// while they run on the disk pool.
+asio::awaitable<Result<void>> spool_op_on_pool(spool::Spool* spool, SpoolOp op, spool::QueueId id,
+                                                message::Envelope env) {
+  switch (op) {
+    case SpoolOp::update: co_return spool->update(id, env);
+    case SpoolOp::remove: co_return spool->remove(id);
+    case SpoolOp::fail: co_return spool->fail(id, env);
+  }
+  co_return Error{"unknown spool operation"};
+}
+
+struct ReadOutcome {
+  std::optional<std::string> data;
+  Error error;
+};
+
+asio::awaitable<ReadOutcome> read_on_pool(spool::Spool* spool, spool::QueueId id, std::uint64_t size) {
+  auto r = spool->read_message(id, size);
+  if (r) co_return ReadOutcome{std::move(*r), {}};
+  co_return ReadOutcome{std::nullopt, r.error()};
+}
+
 }  // namespace
 
-Scheduler::Scheduler(asio::any_io_executor ex, spool::Spool& spool, const config::Config& config)
-    : ex_(ex), spool_(spool), config_(config), retry_(config.queue.retry_schedule, config.queue.max_age), wake_(ex) {}
+Scheduler::Scheduler(asio::any_io_executor ex, asio::any_io_executor disk, spool::Spool& spool,
+                     const config::Config& config)
+    : ex_(ex), disk_(disk), spool_(spool), config_(config),
+      retry_(config.queue.retry_schedule, config.queue.max_age), wake_(ex) {}
 
 void Scheduler::recover() {
   std::size_t recovered = 0;
@@ -53,35 +79,35 @@ void Scheduler::stop() {
   wake();
 }
 
+std::vector<spool::QueueId> Scheduler::take_due(WallTime now) {
+  std::vector<spool::QueueId> batch;
+  for (auto& [id, entry] : queue_) {
+    if (entry.in_flight || entry.envelope.next_attempt > now) continue;
+    entry.in_flight = true;
+    batch.push_back(id);
+    if (batch.size() == max_batch) break;
+  }
+  return batch;
+}
+
+void Scheduler::start_session(std::vector<spool::QueueId> batch) {
+  ++active_sessions_;
+  asio::co_spawn(ex_, deliver(std::move(batch)), [this](std::exception_ptr e) {
+    if (e) log::error("crash", {{"where", "delivery"}});
+  });
+}
+
 asio::awaitable<void> Scheduler::run() {
   while (!stopping_) {
     const WallTime now = std::chrono::system_clock::now();
-    WallTime next_due = now + std::chrono::hours(1);
-    std::vector<spool::QueueId> batch;
-    for (auto& [id, entry] : queue_) {
-      if (entry.in_flight) continue;
-      if (entry.envelope.next_attempt <= now) {
-        if (active_sessions_ < max_sessions) {
-          batch.push_back(id);
-          if (batch.size() == max_batch) {
-            for (const auto& b : batch) queue_.at(b).in_flight = true;
-            ++active_sessions_;
-            asio::co_spawn(ex_, deliver(std::move(batch)), [](std::exception_ptr e) {
-              if (e) log::error("crash", {{"where", "delivery"}});
-            });
-            batch.clear();
-          }
-        }
-      } else {
-        next_due = std::min(next_due, entry.envelope.next_attempt);
-      }
+    while (active_sessions_ < max_sessions) {
+      auto batch = take_due(now);
+      if (batch.empty()) break;
+      start_session(std::move(batch));
     }
-    if (!batch.empty() && active_sessions_ < max_sessions) {
-      for (const auto& b : batch) queue_.at(b).in_flight = true;
-      ++active_sessions_;
-      asio::co_spawn(ex_, deliver(std::move(batch)), [](std::exception_ptr e) {
-        if (e) log::error("crash", {{"where", "delivery"}});
-      });
+    WallTime next_due = now + std::chrono::hours(1);
+    for (const auto& [id, entry] : queue_) {
+      if (!entry.in_flight && entry.envelope.next_attempt > now) next_due = std::min(next_due, entry.envelope.next_attempt);
     }
     // Sleep until the next retry is due or something wakes us (a commit, a finished delivery).
     wake_.expires_after(std::chrono::duration_cast<std::chrono::steady_clock::duration>(next_due - now));
@@ -98,63 +124,70 @@ asio::awaitable<void> Scheduler::deliver(std::vector<spool::QueueId> batch) {
                                {"ms", std::to_string(a.took.count())}},
                a.verdict == "ok" ? log::Level::info : log::Level::warning);
   }
-  std::string why = "no upstream port worked:";
-  for (const auto& a : attempts) why += " " + std::to_string(a.port) + " " + a.verdict + ";";
-
-  for (const auto& id : batch) {
-    auto it = queue_.find(id);
-    if (it == queue_.end()) continue;
-    Entry& entry = it->second;
-    if (!conn) {
-      defer_all(id, entry, why);
-      continue;
+  if (!conn) {
+    std::string why = "no upstream port worked:";
+    for (const auto& a : attempts) why += " " + std::to_string(a.port) + " " + a.verdict + ";";
+    for (const auto& id : batch) co_await defer_all(id, why);
+  } else {
+    // Keep the connection while messages keep becoming due: one session carries many messages.
+    while (!batch.empty()) {
+      for (const auto& id : batch) {
+        if (conn->usable() && !stopping_) {
+          co_await deliver_one(id, *conn);
+        } else if (auto it = queue_.find(id); it != queue_.end()) {
+          it->second.in_flight = false;   // not tried: due again for the next session
+        }
+      }
+      if (!conn->usable() || stopping_) break;
+      batch = take_due(std::chrono::system_clock::now());
     }
-    if (!conn->usable()) {
-      // The connection broke on an earlier message: leave this one due for the next round.
-      entry.in_flight = false;
-      continue;
-    }
-    auto data = spool_.read_message(id, entry.envelope.size);
-    if (!data) {
-      log::event("quarantined", id.str(), {{"reason", data.error().message}}, log::Level::error);
-      queue_.erase(it);
-      continue;
-    }
-    std::vector<std::size_t> pending;
-    smtp::OutgoingMessage out;
-    out.sender = entry.envelope.sender;
-    out.body_8bit = entry.envelope.body_8bit;
-    out.smtputf8 = entry.envelope.smtputf8;
-    for (std::size_t i = 0; i < entry.envelope.recipients.size(); ++i) {
-      if (entry.envelope.recipients[i].state != message::RecipientState::pending) continue;
-      pending.push_back(i);
-      out.recipients.push_back(entry.envelope.recipients[i].address);
-    }
-    const auto info = message::scan_headers(*data);
-    out.data = message::add_missing_headers(*data, info, entry.envelope.arrival, id.str(), config_.hostname);
-    auto result = co_await conn->send(std::move(out));
-    it = queue_.find(id);   // the map may have changed while we waited
-    if (it == queue_.end()) continue;
-    if (!result) {
-      const auto outcome = delivery::transport_failure(conn->failure());
-      log::event("attempt", id.str(), {{"port", std::to_string(conn->port())}, {"tls", "none"},
-                                       {"reply", outcome.reply}}, log::Level::warning);
-      defer_all(id, it->second, outcome.reply);
-      continue;
-    }
-    const auto& final_reply = result->data ? result->data : result->mail;
-    log::event("attempt", id.str(), {{"port", std::to_string(conn->port())}, {"tls", "none"},
-                                     {"reply", final_reply ? final_reply->summary() : std::string("none")}});
-    apply(id, it->second, pending, delivery::classify(*result, pending.size()));
+    co_await conn->quit();
   }
-  if (conn) co_await conn->quit();
   --active_sessions_;
   wake();
 }
 
-void Scheduler::apply(const spool::QueueId& id, Entry& entry, const std::vector<std::size_t>& pending,
-                      const std::vector<delivery::RecipientOutcome>& outcomes) {
-  auto& env = entry.envelope;
+asio::awaitable<void> Scheduler::deliver_one(const spool::QueueId& id, net::UpstreamConnection& conn) {
+  auto it = queue_.find(id);
+  if (it == queue_.end()) co_return;
+  const message::Envelope env = it->second.envelope;
+  auto data = co_await asio::co_spawn(disk_, read_on_pool(&spool_, id, env.size), asio::use_awaitable);
+  if (!data.data) {
+    log::event("quarantined", id.str(), {{"reason", data.error.message}}, log::Level::error);
+    queue_.erase(id);
+    co_return;
+  }
+  std::vector<std::size_t> pending;
+  smtp::OutgoingMessage out;
+  out.sender = env.sender;
+  out.body_8bit = env.body_8bit;
+  out.smtputf8 = env.smtputf8;
+  for (std::size_t i = 0; i < env.recipients.size(); ++i) {
+    if (env.recipients[i].state != message::RecipientState::pending) continue;
+    pending.push_back(i);
+    out.recipients.push_back(env.recipients[i].address);
+  }
+  const auto info = message::scan_headers(*data.data);
+  out.data = message::add_missing_headers(*data.data, info, env.arrival, id.str(), config_.hostname);
+  auto result = co_await conn.send(std::move(out));
+  if (!result) {
+    const auto outcome = delivery::transport_failure(conn.failure());
+    log::event("attempt", id.str(), {{"port", std::to_string(conn.port())}, {"tls", "none"},
+                                     {"reply", outcome.reply}}, log::Level::warning);
+    co_await defer_all(id, outcome.reply);
+    co_return;
+  }
+  const auto& final_reply = result->data ? result->data : result->mail;
+  log::event("attempt", id.str(), {{"port", std::to_string(conn.port())}, {"tls", "none"},
+                                   {"reply", final_reply ? final_reply->summary() : std::string("none")}});
+  co_await apply(id, pending, delivery::classify(*result, pending.size()));
+}
+
+asio::awaitable<void> Scheduler::apply(const spool::QueueId& id, const std::vector<std::size_t>& pending,
+                                       const std::vector<delivery::RecipientOutcome>& outcomes) {
+  auto it = queue_.find(id);
+  if (it == queue_.end()) co_return;
+  auto& env = it->second.envelope;
   bool deferred = false;
   std::string last;
   for (std::size_t k = 0; k < pending.size() && k < outcomes.size(); ++k) {
@@ -177,13 +210,14 @@ void Scheduler::apply(const spool::QueueId& id, Entry& entry, const std::vector<
     }
   }
   env.last_reply = last;
-  if (!deferred) return finish(id, entry);
-  defer_all(id, entry, last);
+  if (deferred) co_await defer_all(id, last);
+  else co_await finish(id);
 }
 
-void Scheduler::defer_all(const spool::QueueId& id, Entry& entry, const std::string& why) {
-  auto& env = entry.envelope;
-  entry.in_flight = false;
+asio::awaitable<void> Scheduler::defer_all(const spool::QueueId& id, const std::string& why) {
+  auto it = queue_.find(id);
+  if (it == queue_.end()) co_return;
+  auto& env = it->second.envelope;
   env.attempts += 1;
   env.last_reply = why;
   const WallTime now = std::chrono::system_clock::now();
@@ -196,7 +230,7 @@ void Scheduler::defer_all(const spool::QueueId& id, Entry& entry, const std::str
       log::event("bounced", id.str(), {{"rcpt", bracketed(r.address)}, {"reply", r.last_reply}},
                  log::Level::warning);
     }
-    return finish(id, entry);
+    co_return co_await finish(id);
   }
   env.next_attempt = *next;
   for (const auto& r : env.recipients) {
@@ -204,18 +238,29 @@ void Scheduler::defer_all(const spool::QueueId& id, Entry& entry, const std::str
     log::event("deferred", id.str(), {{"rcpt", bracketed(r.address)}, {"next", format_time(*next)},
                                       {"reply", why}}, log::Level::warning);
   }
-  if (auto ok = spool_.update(id, env); !ok) {
-    // The old envelope stays on disk: the message is retried sooner than planned, never lost.
-    log::event("spool_error", id.str(), {{"error", ok.error().message}}, log::Level::error);
-  }
+  it->second.in_flight = false;
+  persist(SpoolOp::update, id, env);
 }
 
-void Scheduler::finish(const spool::QueueId& id, Entry& entry) {
-  const bool any_failed = std::any_of(entry.envelope.recipients.begin(), entry.envelope.recipients.end(),
+asio::awaitable<void> Scheduler::finish(const spool::QueueId& id) {
+  auto it = queue_.find(id);
+  if (it == queue_.end()) co_return;
+  const message::Envelope env = it->second.envelope;
+  const bool any_failed = std::any_of(env.recipients.begin(), env.recipients.end(),
                                       [](const auto& r) { return r.state == message::RecipientState::failed; });
-  Result<void> done = any_failed ? spool_.fail(id, entry.envelope) : spool_.remove(id);
-  if (!done) log::event("spool_error", id.str(), {{"error", done.error().message}}, log::Level::error);
-  queue_.erase(id);
+  // Forget it first: it is no longer due, whatever the disk says next.
+  queue_.erase(it);
+  persist(any_failed ? SpoolOp::fail : SpoolOp::remove, id, env);
+}
+
+void Scheduler::persist(SpoolOp op, const spool::QueueId& id, const message::Envelope& env) {
+  // Not awaited: the delivery goes on with the next message while the disk catches up. A crash
+  // before a remove lands means one more delivery of that message (at least once, never less);
+  // before an update lands, an earlier retry than planned.
+  asio::co_spawn(disk_, spool_op_on_pool(&spool_, op, id, env), [id](std::exception_ptr e, Result<void> r) {
+    if (e) log::error("crash", {{"where", "spool"}});
+    else if (!r) log::event("spool_error", id.str(), {{"error", r.error().message}}, log::Level::error);
+  });
 }
 
 }  // namespace mailferry::daemon

@@ -14,11 +14,20 @@
 #include "mailferry/message/envelope.hpp"
 #include "mailferry/spool/spool.hpp"
 
+namespace mailferry::net {
+class UpstreamConnection;
+}
+
 namespace mailferry::daemon {
+
+// What a delivery outcome does to a message's files.
+enum class SpoolOp { update, remove, fail };
 
 class Scheduler {
  public:
-  Scheduler(asio::any_io_executor ex, spool::Spool& spool, const config::Config& config);
+  // `disk` runs the spool's blocking calls (fsync), so the loop thread never waits on the disk.
+  Scheduler(asio::any_io_executor ex, asio::any_io_executor disk, spool::Spool& spool,
+            const config::Config& config);
 
   // Loads every committed message (at start: what a crash or a stop left behind).
   void recover();
@@ -35,17 +44,25 @@ class Scheduler {
     bool in_flight = false;
   };
 
+  // Marks up to max_batch due messages in flight and returns them, oldest first.
+  std::vector<spool::QueueId> take_due(WallTime now);
+  void start_session(std::vector<spool::QueueId> batch);
+  // One upstream connection: the batch, then whatever else became due meanwhile.
   asio::awaitable<void> deliver(std::vector<spool::QueueId> batch);
-  void apply(const spool::QueueId& id, Entry& entry, const std::vector<std::size_t>& pending,
-             const std::vector<delivery::RecipientOutcome>& outcomes);
-  void defer_all(const spool::QueueId& id, Entry& entry, const std::string& why);
-  void finish(const spool::QueueId& id, Entry& entry);
+  asio::awaitable<void> deliver_one(const spool::QueueId& id, net::UpstreamConnection& conn);
+  asio::awaitable<void> apply(const spool::QueueId& id, const std::vector<std::size_t>& pending,
+                              const std::vector<delivery::RecipientOutcome>& outcomes);
+  asio::awaitable<void> defer_all(const spool::QueueId& id, const std::string& why);
+  asio::awaitable<void> finish(const spool::QueueId& id);
+  // Writes the outcome to the spool on the disk pool, without waiting for it.
+  void persist(SpoolOp op, const spool::QueueId& id, const message::Envelope& env);
   void wake() { wake_.cancel(); }
 
   static constexpr std::size_t max_batch = 100;       // messages per upstream connection
-  static constexpr int max_sessions = 2;              // parallel upstream connections
+  static constexpr int max_sessions = 4;              // parallel upstream connections
 
   asio::any_io_executor ex_;
+  asio::any_io_executor disk_;
   spool::Spool& spool_;
   const config::Config& config_;
   delivery::RetrySchedule retry_;

@@ -6,7 +6,6 @@
 #include <unistd.h>
 
 #include <asio/co_spawn.hpp>
-#include <asio/detached.hpp>
 #include <asio/experimental/as_tuple.hpp>
 #include <asio/io_context.hpp>
 #include <asio/ip/tcp.hpp>
@@ -19,6 +18,7 @@
 #include <cstdlib>
 #include <ctime>
 #include <list>
+#include <map>
 #include <memory>
 
 #include "daemon/scheduler.hpp"
@@ -34,6 +34,10 @@ namespace {
 constexpr auto use_tuple = asio::experimental::as_tuple(asio::use_awaitable);
 // How long sessions in flight may take to finish after SIGTERM before the process exits anyway.
 constexpr auto drain_bound = std::chrono::seconds(10);
+// Sessions one client address may hold at once (Postfix's smtpd_client_connection_count_limit
+// is 50; a submission client needs far fewer), and in all: beyond them, "421 4.7.0" and close.
+constexpr int max_connections_per_address = 20;
+constexpr std::size_t max_connections = 1000;
 
 std::string iso_now() {
   const auto now = std::chrono::system_clock::now();
@@ -84,6 +88,14 @@ bool trusted(const config::Config& cfg, const asio::ip::address& addr) {
   return false;
 }
 
+// Over a connection limit: one 421 line (RFC 5321 §3.1), bounded in time, then close.
+asio::awaitable<void> refuse_connection(asio::ip::tcp::socket socket, std::string hostname) {
+  net::Stream stream(std::move(socket));
+  co_await stream.write_all("421 4.7.0 " + hostname + " Too many connections, try again later\r\n",
+                            Clock::now() + std::chrono::seconds(5));
+  stream.close();
+}
+
 struct Connection {
   smtp::ServerSession* session;
   net::Stream* stream;
@@ -92,7 +104,7 @@ struct Connection {
 class Daemon {
  public:
   Daemon(const config::Config& cfg, spool::Spool spool)
-      : cfg_(cfg), spool_(std::move(spool)), scheduler_(io_.get_executor(), spool_, cfg_), signals_(io_) {}
+      : cfg_(cfg), spool_(std::move(spool)), scheduler_(io_.get_executor(), disk_.get_executor(), spool_, cfg_), signals_(io_) {}
 
   ExitCode run();
 
@@ -110,6 +122,7 @@ class Daemon {
   asio::signal_set signals_;
   std::list<asio::ip::tcp::acceptor> acceptors_;
   std::list<Connection> connections_;
+  std::map<std::string, int> per_address_;
   bool stopping_ = false;
 };
 
@@ -202,8 +215,20 @@ asio::awaitable<void> Daemon::accept_loop(asio::ip::tcp::acceptor& acceptor, con
       log::warning("accept_error", {{"listener", listen.address}, {"error", ec.message()}});
       continue;
     }
-    asio::co_spawn(io_, serve_connection(std::move(socket), listen), [](std::exception_ptr e) {
+    std::error_code pec;
+    const std::string peer = socket.remote_endpoint(pec).address().to_string();
+    if (pec) continue;   // already gone
+    if (per_address_[peer] >= max_connections_per_address || connections_.size() >= max_connections) {
+      log::warning("rejected", {{"reason", "connections"}, {"client", peer}, {"listener", listen.address}});
+      asio::co_spawn(io_, refuse_connection(std::move(socket), cfg_.hostname), [](std::exception_ptr e) {
+        if (e) log::error("crash", {{"where", "refuse"}});
+      });
+      continue;
+    }
+    ++per_address_[peer];
+    asio::co_spawn(io_, serve_connection(std::move(socket), listen), [this, peer](std::exception_ptr e) {
       if (e) log::error("crash", {{"where", "session"}});
+      if (--per_address_[peer] <= 0) per_address_.erase(peer);
     });
   }
 }

@@ -1,4 +1,5 @@
-// config.hpp: plain structs mirroring the SPEC's TOML schema, after validation.
+// config.hpp: plain structs mirroring the SPEC's TOML schema, after validation, plus the parsers for
+// the two structured strings they hold (networks, listen addresses) and the enums' TOML spellings.
 // Never reads a file or the environment (load_config does); every value here is already checked.
 #pragma once
 

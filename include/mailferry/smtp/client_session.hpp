@@ -68,6 +68,9 @@ struct Close {};                                // close the connection; the ses
 using ClientAction = std::variant<client_action::Send, client_action::MessageDone, client_action::Ready,
                                   client_action::Failed, client_action::Close>;
 
+// Each state except ready and closed waits for the reply to one command (and has a deadline).
+// data_body: the body and final "." were handed out in one Send; handle_sent() moves on to data_end.
+// A reply in data_body counts as the final reply, so a shell that never calls handle_sent() works too.
 enum class ClientState {
   greeting, ehlo, helo, ready, mail, rcpt, data, data_body, data_end, rset, quit, closed,
 };
@@ -85,10 +88,15 @@ class ClientSession {
   // when the Send was handed out, which can be too short for a large body on a slow link.
   void handle_sent(TimePoint now);
 
-  // Only after a Ready action. The message is sent; MessageDone reports the answers.
-  // Ignored once the session is closed (a Failed and Close are then already queued).
+  // Only after a Ready action. The message is sent; MessageDone reports the answers, then Ready
+  // (or, after a refused MAIL/RCPT/DATA, a Send of RSET and then Ready or Failed). Refusals decided
+  // without asking (SMTPUTF8 not offered, over the advertised SIZE, an unsendable address) come back
+  // as synthetic replies in the MessageResult; a message without recipients as an empty one.
+  // Ignored once the session is closed: a Ready may still be queued ahead of Failed and Close, and a
+  // message handed over then simply never gets a MessageDone (= not delivered).
   void send_message(OutgoingMessage m, TimePoint now);
-  // Only after a Ready action: QUIT, then Close. Ignored once the session is closed.
+  // Only after a Ready action: QUIT, then Close whatever happens (221, another reply, EOF or the
+  // deadline) — never Failed, because every message was reported before. Ignored once closed.
   void quit(TimePoint now);
 
   std::optional<ClientAction> poll_action();
