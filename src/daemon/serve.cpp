@@ -233,6 +233,19 @@ asio::awaitable<void> Daemon::accept_loop(asio::ip::tcp::acceptor& acceptor, con
   }
 }
 
+// A full disk or quota (or a file size limit) is "452 4.3.1", which tells the client to try later;
+// any other spool failure is "451 4.3.0".
+smtp::CommitError commit_error(const Error& e) {
+  switch (e.sys_errno) {
+    case ENOSPC:
+    case EDQUOT:
+    case EFBIG:
+      return smtp::CommitError::no_space;
+    default:
+      return smtp::CommitError::io;
+  }
+}
+
 struct CommitOutcome {
   std::optional<spool::QueueId> id;
   Error error;
@@ -306,11 +319,10 @@ asio::awaitable<void> Daemon::serve_connection(asio::ip::tcp::socket socket, con
       } else if (std::holds_alternative<smtp::server_action::CommitMessage>(*action)) {
         const auto now = Clock::now();
         if (write_failed || !incoming) {
-          const bool full = write_error.sys_errno == ENOSPC || write_error.sys_errno == EDQUOT;
           log::event("spool_error", {}, {{"client", stream.peer_address()}, {"error", write_error.message}},
                      log::Level::error);
           incoming.reset();
-          session.handle_commit_failed(full ? smtp::CommitError::no_space : smtp::CommitError::io, now);
+          session.handle_commit_failed(commit_error(write_error), now);
           continue;
         }
         message::Envelope env;
@@ -334,10 +346,9 @@ asio::awaitable<void> Daemon::serve_connection(asio::ip::tcp::socket socket, con
           scheduler_.enqueue(*outcome.id, env);
           session.handle_committed(outcome.id->str(), Clock::now());
         } else {
-          const bool full = outcome.error.sys_errno == ENOSPC || outcome.error.sys_errno == EDQUOT;
           log::event("spool_error", {}, {{"client", env.client}, {"error", outcome.error.message}},
                      log::Level::error);
-          session.handle_commit_failed(full ? smtp::CommitError::no_space : smtp::CommitError::io, Clock::now());
+          session.handle_commit_failed(commit_error(outcome.error), Clock::now());
         }
       } else if (std::holds_alternative<smtp::server_action::Close>(*action)) {
         open = false;

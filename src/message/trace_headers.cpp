@@ -131,17 +131,18 @@ std::string message_id_header(std::string_view queue_id, std::string_view hostna
 
 std::string add_missing_headers(std::string_view message, const HeaderInfo& info, WallTime arrival,
                                 std::string_view queue_id, std::string_view hostname) {
-  std::string out;
-  out.reserve(message.size() + 128);
-  if (!info.has_date) out += date_header(arrival);
-  if (!info.has_message_id) out += message_id_header(queue_id, hostname);
+  // Added at the end of the header section, as Postfix's cleanup does: the Received: that
+  // mailferry put first stays the topmost trace header (RFC 5321 §4.4).
+  std::string added;
+  if (!info.has_date) added += date_header(arrival);
+  if (!info.has_message_id) added += message_id_header(queue_id, hostname);
+  if (added.empty()) return std::string(message);
   const bool body_line_ends_header = !info.blank_line && info.header_end < message.size();
-  if (!body_line_ends_header) {
-    out += message;
-    return out;
-  }
+  std::string out;
+  out.reserve(message.size() + added.size() + 2);
   out += message.substr(0, info.header_end);
-  out += "\r\n";
+  out += added;
+  if (body_line_ends_header) out += "\r\n";
   out += message.substr(info.header_end);
   return out;
 }

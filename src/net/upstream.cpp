@@ -123,7 +123,9 @@ asio::awaitable<UpstreamConnection::Event> UpstreamConnection::run_until_event()
     while (auto action = session_.poll_action()) {
       if (auto* send = std::get_if<smtp::client_action::Send>(&*action)) {
         const auto deadline = session_.poll_deadline().value_or(Clock::now() + std::chrono::minutes(5));
-        if (!co_await stream_->write_all(send->bytes, deadline)) {
+        if (co_await stream_->write_all(send->bytes, deadline)) {
+          session_.handle_sent(Clock::now());   // the reply deadline counts from here
+        } else {
           session_.handle_eof(Clock::now());
         }
       } else if (auto* done = std::get_if<smtp::client_action::MessageDone>(&*action)) {

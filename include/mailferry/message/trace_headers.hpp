@@ -39,10 +39,10 @@ std::string date_header(WallTime when);
 // "localhost" so that the id stays syntactically valid.
 std::string message_id_header(std::string_view queue_id, std::string_view hostname);
 
-// The message with Date: (from `arrival`) and Message-ID: prepended where `info` says they are
-// missing. Where the header ends at a line that is not blank (a message starting straight with its
+// The message with Date: (from `arrival`) and Message-ID: added at the end of its header section
+// where `info` says they are missing, so the Received: written at receipt stays on top. Where the header ends at a line that is not blank (a message starting straight with its
 // body, say), a blank line is inserted there, as Postfix's cleanup does: otherwise the first body
-// line would read as a broken header field once fields are prepended. `info` is scan_headers(message).
+// line would read as a broken header field once fields are added. `info` is scan_headers(message).
 // Received: is not added here: the caller prepends it at receipt.
 std::string add_missing_headers(std::string_view message, const HeaderInfo& info, WallTime arrival,
                                 std::string_view queue_id, std::string_view hostname);

@@ -128,22 +128,26 @@ TEST_CASE("received_header folds long parts under 78 characters", "[message][tra
   CHECK((before.ends_with(">; ") || before.ends_with(">;\r\n\t")));
 }
 
-TEST_CASE("add_missing_headers prepends only what is missing", "[message][trace_headers]") {
+TEST_CASE("add_missing_headers appends only what is missing to the header section", "[message][trace_headers]") {
   const std::string date = "Date: Mon, 23 Nov 2026 11:04:05 +0000\r\n";
   const std::string id = "Message-ID: <Q1@relay.example.net>\r\n";
   auto add = [&](const std::string& m) { return add_missing_headers(m, scan_headers(m), when, "Q1", "relay.example.net"); };
 
   const std::string complete = "Date: x\r\nMessage-ID: <a@b>\r\n\r\nbody\r\n";
   CHECK(add(complete) == complete);
-  CHECK(add("Subject: s\r\n\r\nbody\r\n") == date + id + "Subject: s\r\n\r\nbody\r\n");
-  CHECK(add("date: x\r\n\r\nbody\r\n") == id + "date: x\r\n\r\nbody\r\n");
-  CHECK(add("message-id: <a@b>\r\n\r\n") == date + "message-id: <a@b>\r\n\r\n");
+  // The Received: that the listener wrote first stays on top.
+  CHECK(add("Received: from x\r\nSubject: s\r\n\r\nbody\r\n") ==
+        "Received: from x\r\nSubject: s\r\n" + date + id + "\r\nbody\r\n");
+  CHECK(add("Subject: s\r\n\r\nbody\r\n") == "Subject: s\r\n" + date + id + "\r\nbody\r\n");
+  CHECK(add("date: x\r\n\r\nbody\r\n") == "date: x\r\n" + id + "\r\nbody\r\n");
+  CHECK(add("message-id: <a@b>\r\n\r\n") == "message-id: <a@b>\r\n" + date + "\r\n");
   CHECK(add("\r\nbody only\r\n") == date + id + "\r\nbody only\r\n");
   CHECK(add("") == date + id);
-  CHECK(add("Subject: no body\r\n") == date + id + "Subject: no body\r\n");
+  CHECK(add("Subject: no body\r\n") == "Subject: no body\r\n" + date + id);
   // The header ends at a body line: a blank line goes in so the body stays the body.
   CHECK(add("hello world\r\n") == date + id + "\r\nhello world\r\n");
-  CHECK(add("Subject: a\r\nnot a header\r\n") == date + id + "Subject: a\r\n\r\nnot a header\r\n");
+  CHECK(add("Subject: a\r\nnot a header\r\n") == "Subject: a\r\n" + date + id + "\r\nnot a header\r\n");
+  // Nothing missing: the message is left byte for byte as it came.
   CHECK(add("Date: x\r\nMessage-ID: <a@b>\r\nnot a header\r\n") ==
-        "Date: x\r\nMessage-ID: <a@b>\r\n\r\nnot a header\r\n");
+        "Date: x\r\nMessage-ID: <a@b>\r\nnot a header\r\n");
 }
