@@ -5,6 +5,8 @@
 #include <cstdlib>
 #include <string>
 
+#include "cli/cmd_passwd.hpp"
+#include "daemon/credentials.hpp"
 #include "daemon/serve.hpp"
 #include "mailferry/base/exit_code.hpp"
 #include "mailferry/config/load_config.hpp"
@@ -42,6 +44,8 @@ int main(int argc, char** argv) {
   serve->add_option("-c,--config", config_flag, "config file (default: $MAILFERRY_CONFIG, then /etc/mailferry/mailferry.toml)");
   auto* check = app.add_subcommand("check-config", "validate the config and print it, secrets masked");
   check->add_option("-c,--config", config_flag, "config file (default: $MAILFERRY_CONFIG, then /etc/mailferry/mailferry.toml)");
+  auto* passwd = app.add_subcommand("passwd", "read a password (no echo on a terminal, else one line of stdin) "
+                                               "and print a crypt(3) hash for [[user]] password_hash");
 
   try {
     app.parse(argc, argv);
@@ -59,7 +63,9 @@ int main(int argc, char** argv) {
     auto cfg = load(config_flag);
     if (!cfg) return fail(ExitCode::config, cfg.error().message);
     std::fputs(config::render_config(*cfg).c_str(), stdout);
+    for (const auto& w : daemon::secret_file_warnings(*cfg)) std::fprintf(stderr, "mailferry: warning: %s\n", w.c_str());
     return 0;
   }
+  if (passwd->parsed()) return cli::cmd_passwd();
   return to_int(ExitCode::usage);
 }

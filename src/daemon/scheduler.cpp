@@ -180,7 +180,8 @@ asio::awaitable<void> Scheduler::deliver_one(const spool::QueueId& id, net::Upst
   const auto& final_reply = result->data ? result->data : result->mail;
   log::event("attempt", id.str(), {{"port", std::to_string(conn.port())}, {"tls", "none"},
                                    {"reply", final_reply ? final_reply->summary() : std::string("none")}});
-  co_await apply(id, pending, delivery::classify(*result, pending.size()));
+  const auto outcomes = delivery::classify(*result, pending.size());
+  co_await apply(id, pending, outcomes);
 }
 
 asio::awaitable<void> Scheduler::apply(const spool::QueueId& id, const std::vector<std::size_t>& pending,

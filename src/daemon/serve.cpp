@@ -21,12 +21,16 @@
 #include <map>
 #include <memory>
 
+#include "daemon/credentials.hpp"
 #include "daemon/scheduler.hpp"
+#include "mailferry/auth/auth_throttle.hpp"
+#include "mailferry/auth/password.hpp"
 #include "mailferry/base/log.hpp"
 #include "mailferry/message/trace_headers.hpp"
 #include "mailferry/smtp/server_session.hpp"
 #include "mailferry/spool/spool.hpp"
 #include "net/stream.hpp"
+#include "tls/tls_engine.hpp"
 
 namespace mailferry::daemon {
 namespace {
@@ -38,6 +42,8 @@ constexpr auto drain_bound = std::chrono::seconds(10);
 // is 50; a submission client needs far fewer), and in all: beyond them, "421 4.7.0" and close.
 constexpr int max_connections_per_address = 20;
 constexpr std::size_t max_connections = 1000;
+// A TLS handshake (STARTTLS or implicit) must finish within this, or the connection is dropped.
+constexpr auto handshake_timeout = std::chrono::seconds(30);
 
 std::string iso_now() {
   const auto now = std::chrono::system_clock::now();
@@ -91,8 +97,8 @@ bool trusted(const config::Config& cfg, const asio::ip::address& addr) {
 // Over a connection limit: one 421 line (RFC 5321 §3.1), bounded in time, then close.
 asio::awaitable<void> refuse_connection(asio::ip::tcp::socket socket, std::string hostname) {
   net::Stream stream(std::move(socket));
-  co_await stream.write_all("421 4.7.0 " + hostname + " Too many connections, try again later\r\n",
-                            Clock::now() + std::chrono::seconds(5));
+  const std::string reply = "421 4.7.0 " + hostname + " Too many connections, try again later\r\n";
+  co_await stream.write_all(reply, Clock::now() + std::chrono::seconds(5));
   stream.close();
 }
 
@@ -111,6 +117,8 @@ class Daemon {
  private:
   asio::awaitable<void> accept_loop(asio::ip::tcp::acceptor& acceptor, const config::Listen& listen);
   asio::awaitable<void> serve_connection(asio::ip::tcp::socket socket, const config::Listen& listen);
+  asio::awaitable<smtp::AuthResult> authenticate(const smtp::server_action::Authenticate& auth,
+                                                 const std::string& client, const config::Listen& listen);
   void on_signal(int signo);
   void maybe_exit();
 
@@ -123,16 +131,30 @@ class Daemon {
   std::list<asio::ip::tcp::acceptor> acceptors_;
   std::list<Connection> connections_;
   std::map<std::string, int> per_address_;
+  std::shared_ptr<tls::ServerContext> server_tls_;   // loaded once: the key stays parsed between handshakes
+  auth::AuthThrottle throttle_;
+  std::string dummy_hash_;   // checked for unknown users too, so timing does not reveal who exists
   bool stopping_ = false;
 };
 
 ExitCode Daemon::run() {
-  for (const auto& l : cfg_.listen) {
-    if (l.tls != config::ListenTls::none) {
-      std::fprintf(stderr, "mailferry: listener %s: tls = \"%s\" is not available in this build yet (use tls = \"none\")\n",
-                   l.address.c_str(), l.tls == config::ListenTls::starttls ? "starttls" : "implicit");
+  const bool any_tls = std::any_of(cfg_.listen.begin(), cfg_.listen.end(),
+                                   [](const auto& l) { return l.tls != config::ListenTls::none; });
+  if (any_tls) {
+    // load_config already insists on [tls] for TLS listeners.
+    auto ctx = tls::ServerContext::load(cfg_.tls->cert_file, cfg_.tls->key_file);
+    if (!ctx) {
+      std::fprintf(stderr, "mailferry: %s\n", ctx.error().message.c_str());
       return ExitCode::config;
     }
+    server_tls_ = std::move(*ctx);
+  }
+  for (const auto& w : secret_file_warnings(cfg_)) log::warning("insecure_file", {{"problem", w}});
+  if (!cfg_.users.empty()) {
+    auto h = auth::hash_password("not a password");
+    if (h) dummy_hash_ = *h;
+  }
+  for (const auto& l : cfg_.listen) {
     std::error_code ec;
     const auto addr = asio::ip::make_address(l.host, ec);
     if (ec) {
@@ -150,7 +172,7 @@ ExitCode Daemon::run() {
                    l.address.c_str(), ec.message().c_str());
       return ExitCode::unavailable;
     }
-    log::event("listening", {}, {{"address", l.address}, {"tls", "none"},
+    log::event("listening", {}, {{"address", l.address}, {"tls", std::string(config::to_string(l.tls))},
                                  {"auth", l.auth == config::ListenAuth::none ? "none" : "required"}});
     asio::co_spawn(io_, accept_loop(acc, l), [](std::exception_ptr e) {
       if (e) log::error("crash", {{"where", "accept"}});
@@ -258,6 +280,60 @@ asio::awaitable<CommitOutcome> commit_on_pool(spool::Incoming* incoming, message
   co_return CommitOutcome{std::nullopt, r.error()};
 }
 
+// Arguments of a coroutine call come from named locals, never from temporaries made in the same
+// full-expression as the co_await: g++ 12 mishandles those (a wrong `this`, a trap at run time).
+asio::awaitable<bool> tls_handshake(net::Stream& stream, smtp::ServerSession& session,
+                                    std::shared_ptr<tls::ServerContext> context) {
+  auto engine = tls::TlsEngine::server(std::move(context));
+  const auto deadline = Clock::now() + handshake_timeout;
+  const bool ok = co_await stream.start_tls(std::move(engine), deadline);
+  if (!ok) {
+    log::warning("tls_failed", {{"client", stream.peer_address()}, {"error", stream.tls_error()}});
+    co_return false;
+  }
+  session.handle_tls_established(smtp::TlsInfo{stream.tls_version(), stream.tls_cipher()}, Clock::now());
+  co_return true;
+}
+
+// crypt(3) is slow on purpose (yescrypt: tens of ms): it runs on the pool, not the loop.
+asio::awaitable<bool> verify_on_pool(std::string password, std::string hash) {
+  co_return auth::verify_password(password, hash);
+}
+
+asio::awaitable<smtp::AuthResult> Daemon::authenticate(const smtp::server_action::Authenticate& auth,
+                                                       const std::string& client, const config::Listen& listen) {
+  smtp::AuthResult result;
+  if (throttle_.locked_out(client, Clock::now())) {
+    result.verdict = smtp::AuthResult::Verdict::locked_out;
+    log::warning("auth", {{"client", client}, {"user", auth.user}, {"listener", listen.address},
+                          {"mechanism", auth.mechanism}, {"result", "locked_out"}});
+    co_return result;
+  }
+  const auto user = std::find_if(cfg_.users.begin(), cfg_.users.end(),
+                                 [&](const config::User& u) { return u.name == auth.user; });
+  const std::string& hash = user != cfg_.users.end() ? user->password_hash : dummy_hash_;
+  bool ok = co_await asio::co_spawn(disk_, verify_on_pool(auth.password.reveal(), hash), asio::use_awaitable);
+  ok = ok && user != cfg_.users.end();
+  const auto now = Clock::now();
+  if (ok) {
+    throttle_.record_success(client, now);
+    result.verdict = smtp::AuthResult::Verdict::ok;
+    result.allowed_senders = user->allowed_senders;
+  } else {
+    throttle_.record_failure(client, now);
+    // An address that keeps failing waits before every further answer, then is locked out.
+    if (const auto delay = throttle_.delay_before_reply(client, now); delay.count() > 0) {
+      asio::steady_timer timer(io_, delay);
+      co_await timer.async_wait(use_tuple);
+    }
+    result.verdict = smtp::AuthResult::Verdict::bad_credentials;
+  }
+  log::event("auth", {}, {{"client", client}, {"user", auth.user}, {"listener", listen.address},
+                          {"mechanism", auth.mechanism}, {"result", ok ? "ok" : "failed"}},
+             ok ? log::Level::info : log::Level::warning);
+  co_return result;
+}
+
 asio::awaitable<void> Daemon::serve_connection(asio::ip::tcp::socket socket, const config::Listen& listen) {
   std::error_code ec;
   const auto peer_addr = socket.remote_endpoint(ec).address();
@@ -267,6 +343,9 @@ asio::awaitable<void> Daemon::serve_connection(asio::ip::tcp::socket socket, con
   policy.limits.max_message_size = cfg_.max_message_size;
   policy.auth_required = listen.auth == config::ListenAuth::required;
   policy.peer_trusted = !ec && trusted(cfg_, peer_addr);
+  policy.starttls_offered = listen.tls == config::ListenTls::starttls;
+  policy.implicit_tls = listen.tls == config::ListenTls::implicit;
+  policy.auth_offered = !cfg_.users.empty();
   smtp::ServerSession session(policy);
   auto registration = connections_.insert(connections_.end(), Connection{&session, &stream});
 
@@ -277,10 +356,16 @@ asio::awaitable<void> Daemon::serve_connection(asio::ip::tcp::socket socket, con
   std::array<char, 65536> buffer{};
 
   session.handle_connected(Clock::now());
-  if (stopping_) session.handle_shutdown(Clock::now());
   bool open = true;
+  if (policy.implicit_tls) {
+    // Port 465 style: TLS first, then the greeting (RFC 8314 §3.3).
+    open = co_await tls_handshake(stream, session, server_tls_);
+  }
+  if (stopping_) session.handle_shutdown(Clock::now());
   while (open) {
-    while (auto action = session.poll_action()) {
+    while (open) {
+      auto action = session.poll_action();
+      if (!action) break;
       if (auto* send = std::get_if<smtp::server_action::Send>(&*action)) {
         if (!co_await stream.write_all(send->bytes, Clock::now() + policy.limits.command_timeout)) {
           session.handle_eof(Clock::now());
@@ -350,6 +435,11 @@ asio::awaitable<void> Daemon::serve_connection(asio::ip::tcp::socket socket, con
                      log::Level::error);
           session.handle_commit_failed(commit_error(outcome.error), Clock::now());
         }
+      } else if (std::holds_alternative<smtp::server_action::StartTls>(*action)) {
+        if (!co_await tls_handshake(stream, session, server_tls_)) open = false;
+      } else if (auto* auth = std::get_if<smtp::server_action::Authenticate>(&*action)) {
+        const smtp::AuthResult verdict = co_await authenticate(*auth, stream.peer_address(), listen);
+        session.handle_auth_result(verdict, Clock::now());
       } else if (std::holds_alternative<smtp::server_action::Close>(*action)) {
         open = false;
       }

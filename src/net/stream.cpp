@@ -1,4 +1,5 @@
-// stream.cpp: reads and writes raced against a deadline timer (Asio awaitable operators).
+// stream.cpp: reads and writes raced against a deadline timer (Asio awaitable operators), with
+// the TLS engine in between once start_tls() has run.
 #include "net/stream.hpp"
 
 #include <asio/experimental/as_tuple.hpp>
@@ -8,11 +9,14 @@
 #include <asio/use_awaitable.hpp>
 #include <asio/write.hpp>
 
+#include "tls/tls_engine.hpp"
+
 namespace mailferry::net {
 
 using namespace asio::experimental::awaitable_operators;
 namespace {
 constexpr auto use_tuple = asio::experimental::as_tuple(asio::use_awaitable);
+constexpr std::size_t raw_buffer_size = 17 * 1024;   // one TLS record and its overhead
 }
 
 Stream::Stream(asio::ip::tcp::socket socket) : socket_(std::move(socket)) {
@@ -28,7 +32,9 @@ Stream::Stream(asio::ip::tcp::socket socket) : socket_(std::move(socket)) {
   socket_.set_option(asio::ip::tcp::no_delay(true), ec);
 }
 
-asio::awaitable<ReadResult> Stream::read_some(std::span<char> buffer, std::optional<TimePoint> deadline) {
+Stream::~Stream() = default;
+
+asio::awaitable<ReadResult> Stream::read_raw(std::span<char> buffer, std::optional<TimePoint> deadline) {
   ReadResult r;
   if (!deadline) {
     auto [ec, n] = co_await socket_.async_read_some(asio::buffer(buffer.data(), buffer.size()), use_tuple);
@@ -49,7 +55,8 @@ asio::awaitable<ReadResult> Stream::read_some(std::span<char> buffer, std::optio
   co_return r;
 }
 
-asio::awaitable<bool> Stream::write_all(std::string_view bytes, TimePoint deadline) {
+asio::awaitable<bool> Stream::write_raw(std::string_view bytes, TimePoint deadline) {
+  if (bytes.empty()) co_return true;
   asio::steady_timer timer(socket_.get_executor(), deadline);
   auto result = co_await (asio::async_write(socket_, asio::buffer(bytes.data(), bytes.size()), use_tuple) ||
                           timer.async_wait(use_tuple));
@@ -58,8 +65,83 @@ asio::awaitable<bool> Stream::write_all(std::string_view bytes, TimePoint deadli
   co_return !ec && n == bytes.size();
 }
 
+asio::awaitable<bool> Stream::flush_tls(TimePoint deadline) {
+  const std::string out = tls_->take_ciphertext();
+  co_return co_await write_raw(out, deadline);
+}
+
+asio::awaitable<ReadResult> Stream::read_some(std::span<char> buffer, std::optional<TimePoint> deadline) {
+  if (!tls_) co_return co_await read_raw(buffer, deadline);
+  while (true) {
+    auto n = tls_->read_plaintext(buffer);
+    if (!n) {
+      ReadResult r;
+      r.tls_error = n.error().message;
+      tls_error_ = r.tls_error;
+      co_return r;
+    }
+    if (*n > 0) co_return ReadResult{*n, false, {}, {}};
+    if (tls_->status() == tls::TlsEngine::Status::closed) co_return ReadResult{};   // close_notify: EOF
+    // Whatever the engine wants to say (alerts) goes out before we wait for more.
+    if (!co_await flush_tls(deadline.value_or(Clock::now() + std::chrono::minutes(5)))) co_return ReadResult{};
+    auto raw = co_await read_raw(std::span<char>(raw_.get(), raw_buffer_size), deadline);
+    if (raw.bytes == 0) co_return raw;   // EOF, error or timeout, as for plain TCP
+    tls_->feed_ciphertext(std::span<const char>(raw_.get(), raw.bytes));
+  }
+}
+
+asio::awaitable<bool> Stream::write_all(std::string_view bytes, TimePoint deadline) {
+  if (!tls_) co_return co_await write_raw(bytes, deadline);
+  if (auto w = tls_->write_plaintext(bytes); !w) {
+    tls_error_ = w.error().message;
+    co_return false;
+  }
+  co_return co_await flush_tls(deadline);
+}
+
+asio::awaitable<bool> Stream::start_tls(std::unique_ptr<tls::TlsEngine> engine, TimePoint deadline) {
+  tls_ = std::move(engine);
+  raw_ = std::make_unique<char[]>(raw_buffer_size);
+  while (true) {
+    const auto status = tls_->advance();
+    if (!co_await flush_tls(deadline)) {
+      if (tls_error_.empty()) tls_error_ = "connection lost during the TLS handshake";
+      co_return false;
+    }
+    switch (status) {
+      case tls::TlsEngine::Status::established:
+        co_return true;
+      case tls::TlsEngine::Status::failed:
+      case tls::TlsEngine::Status::closed:
+        tls_error_ = tls_->error();
+        co_return false;
+      case tls::TlsEngine::Status::handshaking:
+        break;
+    }
+    auto raw = co_await read_raw(std::span<char>(raw_.get(), raw_buffer_size), deadline);
+    if (raw.timed_out) {
+      tls_error_ = "TLS handshake timed out";
+      co_return false;
+    }
+    if (raw.bytes == 0) {
+      tls_error_ = "connection closed during the TLS handshake";
+      co_return false;
+    }
+    tls_->feed_ciphertext(std::span<const char>(raw_.get(), raw.bytes));
+  }
+}
+
+std::string Stream::tls_version() const { return tls_ ? tls_->version() : std::string(); }
+std::string Stream::tls_cipher() const { return tls_ ? tls_->cipher() : std::string(); }
+
 void Stream::close() {
   std::error_code ec;
+  if (tls_ && tls_->status() == tls::TlsEngine::Status::established) {
+    // close_notify, best effort: a peer that wants it gets it; nothing waits for it.
+    tls_->close();
+    const std::string out = tls_->take_ciphertext();
+    asio::write(socket_, asio::buffer(out), ec);
+  }
   socket_.shutdown(asio::ip::tcp::socket::shutdown_both, ec);
   socket_.close(ec);
 }

@@ -1,11 +1,13 @@
-// stream.hpp: Stream, one TCP connection with per-operation deadlines.
-// The TLS engine will sit inside it (start_tls); the protocol state machines never see it.
+// stream.hpp: Stream, one TCP connection with per-operation deadlines, and TLS once start_tls()
+// has run (a TlsEngine turns plaintext into ciphertext in memory; Stream moves the ciphertext).
+// The protocol state machines never see it.
 // Internal to src/net and src/daemon: the only headers besides .cpp files that include Asio.
 #pragma once
 
 #include <asio/awaitable.hpp>
 #include <asio/ip/tcp.hpp>
 #include <cstddef>
+#include <memory>
 #include <optional>
 #include <span>
 #include <string>
@@ -14,17 +16,23 @@
 
 #include "mailferry/base/time.hpp"
 
+namespace mailferry::tls {
+class TlsEngine;
+}
+
 namespace mailferry::net {
 
 struct ReadResult {
   std::size_t bytes = 0;    // 0 with no error and no timeout = EOF
   bool timed_out = false;
   std::error_code error;
+  std::string tls_error;    // a TLS record or alert failure (then bytes == 0)
 };
 
 class Stream {
  public:
   explicit Stream(asio::ip::tcp::socket socket);
+  ~Stream();
   Stream(const Stream&) = delete;
   Stream& operator=(const Stream&) = delete;
 
@@ -32,14 +40,28 @@ class Stream {
   asio::awaitable<ReadResult> read_some(std::span<char> buffer, std::optional<TimePoint> deadline);
   // Writes everything or fails; false on error or when `deadline` passes first.
   asio::awaitable<bool> write_all(std::string_view bytes, TimePoint deadline);
+  // Runs the handshake (either side, as the engine was made); from then on reads and writes are
+  // TLS. false when it fails or `deadline` passes; tls_error() says why.
+  asio::awaitable<bool> start_tls(std::unique_ptr<tls::TlsEngine> engine, TimePoint deadline);
   void close();
 
+  bool secure() const { return tls_ != nullptr; }
+  const std::string& tls_error() const { return tls_error_; }
+  std::string tls_version() const;
+  std::string tls_cipher() const;
   const std::string& peer_address() const { return peer_; }
   asio::ip::tcp::socket& socket() { return socket_; }
 
  private:
+  asio::awaitable<ReadResult> read_raw(std::span<char> buffer, std::optional<TimePoint> deadline);
+  asio::awaitable<bool> write_raw(std::string_view bytes, TimePoint deadline);
+  asio::awaitable<bool> flush_tls(TimePoint deadline);
+
   asio::ip::tcp::socket socket_;
   std::string peer_;
+  std::unique_ptr<tls::TlsEngine> tls_;
+  std::string tls_error_;
+  std::unique_ptr<char[]> raw_;   // ciphertext read buffer, allocated with TLS
 };
 
 }  // namespace mailferry::net

@@ -2,6 +2,8 @@
 // handler of the state that sent the command being answered; inputs after Close are ignored.
 #include "mailferry/smtp/client_session.hpp"
 
+#include "mailferry/smtp/sasl.hpp"
+
 #include <cassert>
 #include <charconv>
 #include <string>
@@ -68,11 +70,36 @@ std::string upper(std::string_view text) {
   return out;
 }
 
+// Text from the other side made fit for one log line: control bytes become '?', length bounded.
+std::string printable(std::string_view text) {
+  std::string out(text.substr(0, 300));
+  for (char& c : out) {
+    const auto u = static_cast<unsigned char>(c);
+    if (u < 0x20 || u == 0x7f) c = '?';
+  }
+  return out;
+}
+
+const char* mechanism_name(ClientPolicy::AuthMethod m) {
+  switch (m) {
+    case ClientPolicy::AuthMethod::plain: return "PLAIN";
+    case ClientPolicy::AuthMethod::login: return "LOGIN";
+    case ClientPolicy::AuthMethod::xoauth2: return "XOAUTH2";
+    case ClientPolicy::AuthMethod::auto_: return "(auto)";
+  }
+  return "";
+}
+
 std::optional<Duration> reply_timeout(const ClientPolicy& p, ClientState s) {
   switch (s) {
     case ClientState::greeting: return p.greeting_timeout;
+    case ClientState::tls_handshake: return p.tls_handshake_timeout;
     case ClientState::ehlo:
     case ClientState::helo:
+    case ClientState::starttls:
+    case ClientState::auth:
+    case ClientState::auth_username:
+    case ClientState::auth_final:
     case ClientState::mail:
     case ClientState::rcpt:
     case ClientState::rset:
@@ -91,6 +118,11 @@ const char* awaited(ClientState s) {
     case ClientState::greeting: return "the greeting";
     case ClientState::ehlo: return "the EHLO reply";
     case ClientState::helo: return "the HELO reply";
+    case ClientState::starttls: return "the STARTTLS reply";
+    case ClientState::tls_handshake: return "the TLS handshake";
+    case ClientState::auth: return "the AUTH reply";
+    case ClientState::auth_username: return "the AUTH LOGIN password prompt";
+    case ClientState::auth_final: return "the final AUTH reply";
     case ClientState::mail: return "the MAIL FROM reply";
     case ClientState::rcpt: return "the RCPT TO reply";
     case ClientState::data: return "the DATA reply";
@@ -107,7 +139,9 @@ const char* awaited(ClientState s) {
 }  // namespace
 
 ClientSession::ClientSession(ClientPolicy policy)
-    : policy_(std::move(policy)), parser_(policy_.max_reply_line, policy_.max_reply_lines) {}
+    : policy_(std::move(policy)),
+      parser_(policy_.max_reply_line, policy_.max_reply_lines),
+      secure_(policy_.tls == ClientPolicy::TlsMode::implicit) {}
 
 void ClientSession::handle_connected(TimePoint now) {
   if (state_ != ClientState::greeting) return;
@@ -116,6 +150,14 @@ void ClientSession::handle_connected(TimePoint now) {
 
 void ClientSession::handle_bytes(std::span<const char> in, TimePoint now) {
   if (state_ == ClientState::closed) return;
+  if (state_ == ClientState::tls_handshake) {
+    // Only the shell's TLS layer may read now. Plaintext reaching us here was sent after the 220 and
+    // before the handshake: whatever it says must not be taken for an answer from inside TLS.
+    if (in.empty()) return;
+    return fail(FailureClass::protocol, std::nullopt,
+                "the server sent plaintext after its 220 to STARTTLS, before the TLS handshake "
+                "(command injection, CVE-2011-0411 style); nothing more was sent");
+  }
   parser_.feed(std::string_view(in.data(), in.size()));
   while (state_ != ClientState::closed) {
     auto next = parser_.next();
@@ -141,12 +183,32 @@ void ClientSession::handle_eof(TimePoint /*now*/) {
 void ClientSession::handle_timeout(TimePoint now) {
   if (state_ == ClientState::closed || !deadline_ || now < *deadline_) return;   // early or stale timer
   if (state_ == ClientState::quit) return close();
-  fail(FailureClass::connection, std::nullopt, std::string("timed out waiting for ") + awaited(state_));
+  const FailureClass cls = state_ == ClientState::tls_handshake ? FailureClass::tls : FailureClass::connection;
+  fail(cls, std::nullopt, std::string("timed out waiting for ") + awaited(state_));
 }
 
 void ClientSession::handle_sent(TimePoint now) {
   if (state_ == ClientState::data_body) state_ = ClientState::data_end;
   if (auto timeout = reply_timeout(policy_, state_)) deadline_ = now + *timeout;
+}
+
+void ClientSession::handle_tls_established(TimePoint now) {
+  if (state_ != ClientState::tls_handshake) return;
+  secure_ = true;
+  // RFC 3207 §4.2: everything learned before TLS is discarded, and the client asks again. The parser
+  // is empty (any byte after the 220 failed the session), but a fresh one makes that evident.
+  parser_ = ReplyParser(policy_.max_reply_line, policy_.max_reply_lines);
+  extensions_.clear();
+  size_limit_.reset();
+  send(ClientState::ehlo, "EHLO " + policy_.ehlo_name + "\r\n", now);
+}
+
+void ClientSession::handle_tls_failed(std::string why, TimePoint /*now*/) {
+  if (state_ != ClientState::tls_handshake) return;
+  why = printable(why);
+  // 4.7.5: cryptographic failure (RFC 3463 §3.8), transient like Postfix's TLS failures.
+  fail(FailureClass::tls, make_reply(454, "4.7.5", "TLS handshake with the upstream failed: " + why),
+       "TLS handshake failed: " + why);
 }
 
 void ClientSession::send_message(OutgoingMessage m, TimePoint now) {
@@ -222,6 +284,7 @@ bool ClientSession::has_extension(std::string_view keyword) const {
 // --- replies -----------------------------------------------------------------------------------
 
 void ClientSession::on_reply(Reply reply, TimePoint now) {
+  for (std::string& line : reply.lines) scrub(line);   // a server echoing our credentials back
   last_reply_ = reply;
   if (state_ == ClientState::closed) return;
   if (state_ == ClientState::quit) return close();   // 221 or anything else: we are leaving anyway
@@ -233,6 +296,12 @@ void ClientSession::on_reply(Reply reply, TimePoint now) {
     case ClientState::greeting: return on_greeting(reply, now);
     case ClientState::ehlo: return on_ehlo(reply, now);
     case ClientState::helo: return on_helo(reply, now);
+    case ClientState::starttls: return on_starttls(reply, now);
+    case ClientState::tls_handshake:   // handle_bytes() refuses bytes in this state; kept for completeness
+      return fail(FailureClass::protocol, reply, "reply during the TLS handshake: " + reply.summary());
+    case ClientState::auth:
+    case ClientState::auth_username:
+    case ClientState::auth_final: return on_auth(reply, now);
     case ClientState::ready:
       return fail(FailureClass::protocol, reply, "unsolicited reply while idle: " + reply.summary());
     case ClientState::mail: return on_mail(reply, now);
@@ -269,7 +338,7 @@ void ClientSession::on_ehlo(const Reply& reply, TimePoint now) {
         if (parsed.ec == std::errc() && limit > 0) size_limit_ = limit;
       }
     }
-    return become_ready();
+    return after_hello(now);
   }
   // RFC 5321 §3.2: a server that does not know EHLO answers 500, 501, 502, 504 or 550, and the
   // client must then fall back to HELO (and to no extensions).
@@ -286,16 +355,169 @@ void ClientSession::on_ehlo(const Reply& reply, TimePoint now) {
   unexpected(reply);
 }
 
-void ClientSession::on_helo(const Reply& reply, TimePoint /*now*/) {
+void ClientSession::on_helo(const Reply& reply, TimePoint now) {
   if (reply.code == 250) {
     extensions_.clear();
     size_limit_.reset();
-    return become_ready();
+    return after_hello(now);   // no extensions: no STARTTLS and no AUTH either
   }
   if (reply.transient() || reply.permanent()) {
     return fail(FailureClass::reply, reply, "EHLO and HELO refused: " + reply.summary());
   }
   unexpected(reply);
+}
+
+// After EHLO (or HELO): STARTTLS if required and not done yet, then AUTH if configured, then Ready.
+void ClientSession::after_hello(TimePoint now) {
+  if (policy_.tls == ClientPolicy::TlsMode::starttls && !secure_) {
+    if (has_extension("STARTTLS")) return send(ClientState::starttls, "STARTTLS\r\n", now);
+    // The SPEC's stripping defence: no AUTH, no MAIL, not even QUIT on this connection. A synthetic
+    // 4.7.4 reply (Postfix: "TLS is required, but was not offered") so the classifier decides.
+    return fail(FailureClass::tls_unavailable,
+                make_reply(454, "4.7.4", "STARTTLS required but not offered (stripped by a middlebox?)"),
+                "STARTTLS required but the server's EHLO did not offer it (stripped by a middlebox?); "
+                "nothing was sent on this connection");
+  }
+  if (!policy_.username.empty() && !authenticated_) return start_auth(now);
+  become_ready();
+}
+
+void ClientSession::on_starttls(const Reply& reply, TimePoint now) {
+  if (reply.code == 220) {
+    // Bytes after the 220 in the same read were sent before TLS and would be read as if they came
+    // from inside it (CVE-2011-0411): the server is broken or someone is injecting commands.
+    if (parser_.buffered() != 0) {
+      const std::size_t n = parser_.buffered();
+      return fail(FailureClass::protocol, std::nullopt,
+                  "the server sent " + std::to_string(n) + (n == 1 ? " byte" : " bytes") +
+                      " of plaintext after its 220 to STARTTLS, before the TLS handshake "
+                      "(command injection, CVE-2011-0411 style); nothing more was sent");
+    }
+    state_ = ClientState::tls_handshake;
+    deadline_ = now + policy_.tls_handshake_timeout;
+    actions_.push_back(client_action::StartTls{});
+    return;
+  }
+  if (reply.transient() || reply.permanent()) {
+    return fail(FailureClass::tls_unavailable, reply, "STARTTLS refused: " + reply.summary());
+  }
+  unexpected(reply);
+}
+
+// The mechanisms of "AUTH PLAIN LOGIN" and of the pre-RFC 4954 "AUTH=LOGIN PLAIN" lines, all of them.
+bool ClientSession::offers_mechanism(std::string_view mechanism) const {
+  for (const std::string& ext : extensions_) {
+    if (ext.size() < 4 || ext.compare(0, 4, "AUTH") != 0) continue;
+    if (ext.size() > 4 && ext[4] != ' ' && ext[4] != '=') continue;
+    std::size_t pos = 5;
+    while (pos < ext.size()) {
+      std::size_t end = ext.find(' ', pos);
+      if (end == std::string::npos) end = ext.size();
+      if (std::string_view(ext).substr(pos, end - pos) == mechanism) return true;
+      pos = end + 1;
+    }
+  }
+  return false;
+}
+
+void ClientSession::start_auth(TimePoint now) {
+  using Method = ClientPolicy::AuthMethod;
+  if (!secure_ && !policy_.allow_auth_without_tls) {
+    return fail(FailureClass::tls_unavailable,
+                make_reply(454, "4.7.4", "refusing to send credentials without TLS"),
+                "refusing to send credentials without TLS on this port (tls = \"none\"; "
+                "allow_auth_without_tls is off)");
+  }
+  mechanism_ = policy_.auth;
+  switch (policy_.auth) {
+    case Method::auto_:
+      // XOAUTH2 only when asked for: the password field would have to hold a token.
+      if (offers_mechanism("PLAIN")) {
+        mechanism_ = Method::plain;
+      } else if (offers_mechanism("LOGIN")) {
+        mechanism_ = Method::login;
+      } else {
+        return fail(FailureClass::reply, make_reply(504, "5.7.4", "server offers neither AUTH PLAIN nor AUTH LOGIN"),
+                    "server offers neither AUTH PLAIN nor AUTH LOGIN");
+      }
+      break;
+    case Method::plain:
+    case Method::login:
+    case Method::xoauth2:
+      if (!offers_mechanism(mechanism_name(mechanism_))) {
+        const std::string text = std::string("server does not offer AUTH ") + mechanism_name(mechanism_);
+        return fail(FailureClass::reply, make_reply(504, "5.7.4", text), text);
+      }
+      break;
+  }
+  switch (mechanism_) {
+    case Method::plain:
+      // RFC 4616 NUL user NUL password, sent as the initial response (RFC 4954 §4).
+      return send(ClientState::auth,
+                  "AUTH PLAIN " + keep_secret(encode_plain(policy_.username, policy_.password)) + "\r\n", now);
+    case Method::login: return send(ClientState::auth, "AUTH LOGIN\r\n", now);
+    case Method::xoauth2:
+      return send(ClientState::auth,
+                  "AUTH XOAUTH2 " + keep_secret(encode_xoauth2(policy_.username, policy_.password)) + "\r\n", now);
+    case Method::auto_: break;   // resolved above
+  }
+}
+
+void ClientSession::on_auth(const Reply& reply, TimePoint now) {
+  using Method = ClientPolicy::AuthMethod;
+  if (reply.code == 235) {
+    authenticated_ = true;
+    sasl_challenge_.clear();
+    return become_ready();
+  }
+  if (reply.code == 334) {
+    std::string challenge;
+    for (const std::string& line : reply.lines) challenge += line;
+    if (state_ == ClientState::auth && mechanism_ == Method::login) {
+      return send(ClientState::auth_username, encode_base64(policy_.username) + "\r\n", now);
+    }
+    if (state_ == ClientState::auth_username) {
+      return send(ClientState::auth_final, keep_secret(encode_base64(policy_.password.reveal())) + "\r\n", now);
+    }
+    if (state_ == ClientState::auth && mechanism_ == Method::xoauth2) {
+      // The token was refused: the challenge is a base64 JSON error, and the client must answer
+      // with an empty response to get the final 5xx.
+      const auto decoded = decode_xoauth2_error(challenge);
+      sasl_challenge_ = decoded ? *decoded : printable(challenge);
+      return send(ClientState::auth_final, "\r\n", now);
+    }
+    return unexpected(reply);
+  }
+  if (reply.permanent()) return auth_refused(reply);
+  if (reply.transient()) {
+    return fail(FailureClass::reply, reply,
+                std::string("AUTH ") + mechanism_name(mechanism_) + " failed for now: " + reply.summary());
+  }
+  unexpected(reply);
+}
+
+void ClientSession::auth_refused(const Reply& reply) {
+  std::string detail = std::string("AUTH ") + mechanism_name(mechanism_) + " rejected: " + reply.summary();
+  if (!sasl_challenge_.empty()) detail += " (server said: " + sasl_challenge_ + ")";
+  fail(FailureClass::auth_rejected, reply, std::move(detail));
+}
+
+// A credential-bearing SASL response, remembered so that it can be scrubbed from anything the
+// server sends back. These bytes leave the session only in a Send.
+std::string ClientSession::keep_secret(std::string encoded) {
+  secrets_.push_back(encoded);
+  return encoded;
+}
+
+void ClientSession::scrub(std::string& text) const {
+  auto hide = [&](const std::string& secret) {
+    if (secret.empty()) return;
+    for (std::size_t pos = text.find(secret); pos != std::string::npos; pos = text.find(secret, pos + 8)) {
+      text.replace(pos, secret.size(), "********");
+    }
+  };
+  for (const std::string& secret : secrets_) hide(secret);   // the longer ones first
+  hide(policy_.password.reveal());
 }
 
 void ClientSession::on_mail(const Reply& reply, TimePoint now) {
@@ -377,6 +599,10 @@ void ClientSession::send(ClientState next, std::string bytes, TimePoint now) {
 }
 
 void ClientSession::fail(FailureClass cls, std::optional<Reply> reply, std::string detail) {
+  scrub(detail);
+  if (reply) {
+    for (std::string& line : reply->lines) scrub(line);
+  }
   actions_.push_back(client_action::Failed{cls, std::move(reply), std::move(detail)});
   close();
 }

@@ -5,7 +5,9 @@
 #include <algorithm>
 #include <string>
 
+#include "mailferry/auth/sender_policy.hpp"
 #include "mailferry/smtp/command.hpp"
+#include "mailferry/smtp/sasl.hpp"
 
 namespace mailferry::smtp {
 namespace {
@@ -32,12 +34,18 @@ void ServerSession::handle_connected(TimePoint now) {
 void ServerSession::handle_bytes(std::span<const char> in, TimePoint now) {
   switch (state_) {
     case State::closed:
-    case State::tls_wait:   // bytes before the handshake are the TLS engine's, never ours
+    case State::tls_wait:        // bytes before the handshake are the TLS engine's, never ours
+    case State::tls_handshake:
       return;
     case State::committing:
-      // Pipelined commands after the final ".": answered once the spool has spoken (RFC 2920 §3.1).
+    case State::authenticating:
+      // Pipelined commands after the final "." (or AUTH): answered once the spool (or the password
+      // check) has spoken (RFC 2920 §3.1).
       pending_input_.append(in.data(), in.size());
       return;
+    case State::auth_plain:
+    case State::auth_login_user:
+    case State::auth_login_pass:
     case State::greeting:
     case State::ready:
     case State::mail:
@@ -56,9 +64,19 @@ void ServerSession::handle_bytes(std::span<const char> in, TimePoint now) {
 
 void ServerSession::process_input(TimePoint now) {
   while (state_ == State::ready || state_ == State::mail || state_ == State::rcpt ||
-         state_ == State::greeting) {
+         state_ == State::greeting || state_ == State::auth_plain || state_ == State::auth_login_user ||
+         state_ == State::auth_login_pass) {
     auto line = lines_.next();
     if (!line) return;
+    if (state_ == State::auth_plain || state_ == State::auth_login_user || state_ == State::auth_login_pass) {
+      if (line->too_long) {
+        state_ = State::ready;
+        error_reply(make_reply(500, "5.5.6", "Authentication exchange line is too long"));
+        continue;
+      }
+      process_auth_line(line->text, now);
+      continue;
+    }
     process_line(*line, now);
     if (state_ == State::data) {
       // Whatever followed DATA in the same read is already message content.
@@ -92,7 +110,7 @@ void ServerSession::process_line(const LineSplitter::Line& line, TimePoint now) 
         } else if constexpr (std::is_same_v<T, command::Mail>) {
           if (helo_.empty()) return error_reply(make_reply(503, "5.5.1", "Error: send HELO/EHLO first"));
           if (state_ != State::ready) return error_reply(make_reply(503, "5.5.1", "Error: nested MAIL command"));
-          if (policy_.auth_required) {
+          if (policy_.auth_required && user_.empty()) {
             return error_reply(make_reply(530, "5.7.0", "Authentication required"));
           }
           if ((c.body_8bit || c.smtputf8 || c.size) && !esmtp_) {
@@ -100,6 +118,9 @@ void ServerSession::process_line(const LineSplitter::Line& line, TimePoint now) 
           }
           if (c.size && *c.size > policy_.limits.max_message_size) {
             return send(make_reply(552, "5.3.4", "Message size exceeds fixed maximum message size"));
+          }
+          if (!user_.empty() && !auth::sender_allowed(allowed_senders_, c.sender)) {
+            return send(make_reply(553, "5.7.1", "<" + c.sender + ">: Sender address rejected: not owned by user " + user_));
           }
           txn_ = Transaction{};
           txn_.sender = std::move(c.sender);
@@ -128,7 +149,11 @@ void ServerSession::process_line(const LineSplitter::Line& line, TimePoint now) 
           if (state_ != State::rcpt) return error_reply(make_reply(503, "5.5.1", "Error: need RCPT command"));
           send(make_reply(354, "", "End data with <CR><LF>.<CR><LF>"));
           txn_.helo = helo_;
+          // RFC 3848: ESMTPS with TLS, ESMTPA with AUTH, ESMTPSA with both.
           txn_.protocol = esmtp_ ? "ESMTP" : "SMTP";
+          if (esmtp_ && tls_active_) txn_.protocol += 'S';
+          if (esmtp_ && !user_.empty()) txn_.protocol += 'A';
+          txn_.user = user_;
           actions_.emplace_back(server_action::BeginMessage{txn_});
           data_.reset();
           data_size_ = 0;
@@ -146,9 +171,43 @@ void ServerSession::process_line(const LineSplitter::Line& line, TimePoint now) 
         } else if constexpr (std::is_same_v<T, command::Help>) {
           send(make_reply(214, "2.0.0", "Commands: EHLO HELO MAIL RCPT DATA RSET NOOP QUIT VRFY HELP"));
         } else if constexpr (std::is_same_v<T, command::StartTls>) {
-          error_reply(make_reply(502, "5.5.1", "Error: STARTTLS not available on this listener"));
+          if (!policy_.starttls_offered) {
+            return error_reply(make_reply(502, "5.5.1", "Error: STARTTLS not available on this listener"));
+          }
+          if (tls_active_) return error_reply(make_reply(503, "5.5.1", "Error: TLS already active"));
+          if (state_ != State::ready) return error_reply(make_reply(503, "5.5.1", "Error: MAIL transaction in progress"));
+          send(make_reply(220, "2.0.0", "Ready to start TLS"));
+          // RFC 3207 §4.2: nothing the client sent before the handshake may be used after it
+          // (plaintext injection, CVE-2011-0411).
+          lines_.clear();
+          state_ = State::tls_handshake;
+          actions_.emplace_back(server_action::StartTls{});
         } else if constexpr (std::is_same_v<T, command::Auth>) {
-          error_reply(make_reply(502, "5.5.1", "Error: AUTH not available on this listener"));
+          if (!policy_.auth_offered) {
+            return error_reply(make_reply(503, "5.5.1", "Error: authentication not enabled"));
+          }
+          if (!tls_active_) {
+            return error_reply(make_reply(538, "5.7.11", "Encryption required for requested authentication mechanism"));
+          }
+          if (helo_.empty()) return error_reply(make_reply(503, "5.5.1", "Error: send EHLO first"));
+          if (!user_.empty()) return error_reply(make_reply(503, "5.5.1", "Error: already authenticated"));
+          if (state_ != State::ready) return error_reply(make_reply(503, "5.5.1", "Error: MAIL transaction in progress"));
+          if (c.mechanism == "PLAIN") {
+            if (c.initial_response.empty()) {
+              state_ = State::auth_plain;
+              return send_raw("334 \r\n");
+            }
+            return process_auth_line(c.initial_response == "=" ? std::string_view{} : std::string_view(c.initial_response), now);
+          }
+          if (c.mechanism == "LOGIN") {
+            if (c.initial_response.empty()) {
+              state_ = State::auth_login_user;
+              return send_raw("334 " + login_user_prompt() + "\r\n");
+            }
+            state_ = State::auth_login_user;
+            return process_auth_line(c.initial_response, now);
+          }
+          error_reply(make_reply(504, "5.5.4", "Unrecognized authentication type"));
         }
       },
       cmd);
@@ -190,10 +249,7 @@ void ServerSession::handle_committed(std::string_view queue_id, TimePoint now) {
   ++messages_accepted_;
   reset_transaction();
   send(make_reply(250, "2.0.0", "Ok: queued as " + std::string(queue_id)));
-  deadline_ = now + policy_.limits.command_timeout;
-  lines_.feed(pending_input_);
-  pending_input_.clear();
-  process_input(now);
+  resume_after_wait(now);
 }
 
 void ServerSession::handle_commit_failed(CommitError e, TimePoint now) {
@@ -207,6 +263,100 @@ void ServerSession::handle_commit_failed(CommitError e, TimePoint now) {
       send(make_reply(451, "4.3.0", "Local error in processing, try again later"));
       break;
   }
+  resume_after_wait(now);
+}
+
+void ServerSession::process_auth_line(std::string_view line, TimePoint now) {
+  (void)now;
+  if (line == "*") {   // RFC 4954 §4: the client cancels
+    state_ = State::ready;
+    return error_reply(make_reply(501, "5.7.0", "Authentication cancelled"));
+  }
+  const State step = state_;
+  state_ = State::ready;   // every failure below leaves the exchange
+  switch (step) {
+    case State::ready:      // PLAIN with an initial response
+    case State::auth_plain: {
+      auto creds = decode_plain(line);
+      if (!creds) return error_reply(make_reply(501, "5.5.2", "Cannot decode AUTH PLAIN response"));
+      return begin_auth("PLAIN", std::move(creds->user), std::move(creds->password));
+    }
+    case State::auth_login_user: {
+      auto user = decode_login_response(line);
+      if (!user || user->empty()) return error_reply(make_reply(501, "5.5.2", "Cannot decode AUTH LOGIN user name"));
+      login_user_ = std::move(*user);
+      state_ = State::auth_login_pass;
+      return send_raw("334 " + login_password_prompt() + "\r\n");
+    }
+    case State::auth_login_pass: {
+      auto password = decode_login_response(line);
+      if (!password) return error_reply(make_reply(501, "5.5.2", "Cannot decode AUTH LOGIN password"));
+      return begin_auth("LOGIN", std::move(login_user_), Secret(std::move(*password)));
+    }
+    case State::tls_wait:
+    case State::greeting:
+    case State::mail:
+    case State::rcpt:
+    case State::data:
+    case State::committing:
+    case State::tls_handshake:
+    case State::authenticating:
+    case State::closed:
+      return;
+  }
+}
+
+void ServerSession::begin_auth(std::string mechanism, std::string user, Secret password) {
+  login_user_ = user;   // kept for the verdict
+  state_ = State::authenticating;
+  actions_.emplace_back(server_action::Authenticate{std::move(mechanism), std::move(user), std::move(password)});
+}
+
+void ServerSession::handle_auth_result(const AuthResult& result, TimePoint now) {
+  if (state_ != State::authenticating) return;
+  state_ = State::ready;
+  switch (result.verdict) {
+    case AuthResult::Verdict::ok:
+      user_ = std::move(login_user_);
+      allowed_senders_ = result.allowed_senders;
+      send(make_reply(235, "2.7.0", "Authentication successful"));
+      break;
+    case AuthResult::Verdict::bad_credentials:
+      error_reply(make_reply(535, "5.7.8", "Authentication credentials invalid"));
+      break;
+    case AuthResult::Verdict::locked_out:
+      close_with(make_reply(421, "4.7.0", policy_.hostname + " Too many failed authentications, try again later"));
+      break;
+    case AuthResult::Verdict::temporary_failure:
+      send(make_reply(454, "4.7.0", "Temporary authentication failure"));
+      break;
+  }
+  login_user_.clear();
+  resume_after_wait(now);
+}
+
+void ServerSession::handle_tls_established(const TlsInfo& tls, TimePoint now) {
+  (void)tls;
+  if (state_ == State::tls_wait) {
+    tls_active_ = true;
+    state_ = State::ready;
+    deadline_ = now + policy_.limits.command_timeout;
+    send(make_reply(220, "", policy_.hostname + " ESMTP mailferry"));
+    return;
+  }
+  if (state_ != State::tls_handshake) return;
+  // RFC 3207 §4.2: the session starts over; the client must say EHLO again.
+  tls_active_ = true;
+  helo_.clear();
+  esmtp_ = false;
+  txn_ = Transaction{};
+  lines_.clear();
+  state_ = State::ready;
+  deadline_ = now + policy_.limits.command_timeout;
+}
+
+void ServerSession::resume_after_wait(TimePoint now) {
+  if (state_ == State::closed) return;
   deadline_ = now + policy_.limits.command_timeout;
   lines_.feed(pending_input_);
   pending_input_.clear();
@@ -214,7 +364,10 @@ void ServerSession::handle_commit_failed(CommitError e, TimePoint now) {
 }
 
 void ServerSession::handle_timeout(TimePoint now) {
-  if (state_ == State::closed || state_ == State::committing || now < deadline_) return;
+  if (state_ == State::closed || state_ == State::committing || state_ == State::authenticating ||
+      now < deadline_) {
+    return;
+  }
   if (state_ == State::data && !data_too_big_) actions_.emplace_back(server_action::AbortMessage{});
   close_with(make_reply(421, "4.4.2", policy_.hostname + " Error: timeout exceeded"));
 }
@@ -222,7 +375,7 @@ void ServerSession::handle_timeout(TimePoint now) {
 void ServerSession::handle_eof(TimePoint) {
   if (state_ == State::closed) return;
   if (state_ == State::data && !data_too_big_) actions_.emplace_back(server_action::AbortMessage{});
-  if (state_ == State::committing) return;   // the commit result still arrives; then we close
+  if (state_ == State::committing || state_ == State::authenticating) return;   // the result still arrives
   state_ = State::closed;
   actions_.emplace_back(server_action::Close{});
 }
@@ -247,7 +400,12 @@ std::optional<TimePoint> ServerSession::poll_deadline() const {
   switch (state_) {
     case State::closed:
     case State::committing:
+    case State::authenticating:
       return std::nullopt;
+    case State::tls_handshake:
+    case State::auth_plain:
+    case State::auth_login_user:
+    case State::auth_login_pass:
     case State::tls_wait:
     case State::greeting:
     case State::ready:
@@ -297,12 +455,16 @@ std::string ServerSession::ehlo_reply() const {
   r.lines.push_back("8BITMIME");
   r.lines.push_back("ENHANCEDSTATUSCODES");
   r.lines.push_back("SMTPUTF8");
+  if (policy_.starttls_offered && !tls_active_) r.lines.push_back("STARTTLS");
+  // AUTH only once the connection is private, and only the two mechanisms submission clients
+  // (PHPMailer, Symfony Mailer) choose among.
+  if (policy_.auth_offered && tls_active_ && user_.empty()) r.lines.push_back("AUTH PLAIN LOGIN");
   return r.wire();
 }
 
 bool ServerSession::may_relay() const {
-  // Never an open relay: without AUTH, only a trusted client on an auth = "none" listener.
-  return !policy_.auth_required && policy_.peer_trusted;
+  // Never an open relay: an authenticated user, or a trusted client on an auth = "none" listener.
+  return !user_.empty() || (!policy_.auth_required && policy_.peer_trusted);
 }
 
 }  // namespace mailferry::smtp

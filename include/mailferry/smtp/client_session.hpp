@@ -1,6 +1,8 @@
 // client_session.hpp: ClientSession, the upstream dialogue (RFC 5321 client side) as a pure
 // state machine. Never touches a socket, a file or the clock: bytes and `now` come in, actions go out.
 // It reports each recipient's answer; deciding what that means for the spool is delivery::classify's job.
+// STARTTLS and AUTH are part of the dialogue, but the TLS handshake is not: the session asks the shell
+// for it with a StartTls action and is told the outcome (handle_tls_established / handle_tls_failed).
 #pragma once
 
 #include <chrono>
@@ -13,6 +15,7 @@
 #include <variant>
 #include <vector>
 
+#include "mailferry/base/secret.hpp"
 #include "mailferry/base/time.hpp"
 #include "mailferry/smtp/reply.hpp"
 #include "mailferry/smtp/reply_parser.hpp"
@@ -20,13 +23,29 @@
 namespace mailferry::smtp {
 
 struct ClientPolicy {
+  // none: plaintext. starttls: STARTTLS is required — a server whose EHLO lacks it (a middlebox
+  // stripping it) or refuses it gets nothing more, no AUTH and no MAIL (RFC 3207; SPEC "Delivery").
+  // implicit: the shell completed TLS before handle_connected(); the session is secure from the start.
+  enum class TlsMode { none, starttls, implicit };
+  // auto_: PLAIN if offered, else LOGIN (never XOAUTH2 unless asked for). xoauth2: `password` holds
+  // the OAuth 2.0 access token.
+  enum class AuthMethod { auto_, plain, login, xoauth2 };
+
   std::string ehlo_name;                                  // our host name, sent in EHLO/HELO
+  TlsMode tls = TlsMode::none;
+  std::string username;                                   // empty: no AUTH
+  Secret password;                                        // the password, or the XOAUTH2 access token
+  AuthMethod auth = AuthMethod::auto_;
+  // Credentials go only over TLS. With tls = none they are refused (Failed tls_unavailable) unless
+  // this is set — for a relay on the same host or a trusted network only.
+  bool allow_auth_without_tls = false;
   // RFC 5321 §4.5.3.2 timeouts.
   Duration greeting_timeout = std::chrono::minutes(5);    // §4.5.3.2.1 initial 220
   Duration command_timeout = std::chrono::minutes(5);     // MAIL, RCPT, EHLO, RSET, QUIT
   Duration data_init_timeout = std::chrono::minutes(2);   // §4.5.3.2.4 DATA → 354
   Duration data_block_timeout = std::chrono::minutes(3);  // §4.5.3.2.5
   Duration data_end_timeout = std::chrono::minutes(10);   // §4.5.3.2.6 final "." → reply
+  Duration tls_handshake_timeout = std::chrono::minutes(5);   // StartTls → handle_tls_* (Postfix smtp_starttls_timeout)
   std::size_t max_reply_line = 4096;                      // a longer line is a protocol failure
   std::size_t max_reply_lines = 100;                      // per multi-line reply
 };
@@ -54,25 +73,41 @@ struct MessageResult {
 enum class FailureClass {
   connection,   // EOF, timeout, reset: the transport failed
   protocol,     // the server sent something that is not SMTP (garbled, overlong, wrong code)
-  reply,        // the server refused the session: 4xx/5xx greeting, EHLO and HELO refused
+  reply,        // the server refused the session: 4xx/5xx greeting, EHLO and HELO refused, an AUTH
+                // mechanism we need is not offered, a 4xx to AUTH
+  tls_unavailable,   // STARTTLS required but not offered (stripped?) or refused, or credentials would
+                     // go without TLS: this port cannot be used, another may
+  tls,               // the TLS handshake or the certificate check failed (reported by the shell)
+  auth_rejected,     // 5xx to AUTH (535 bad credentials, 534 …): the provider's answer, on any port
 };
+
+// Port-level failures come with a synthetic reply (Postfix style: "TLS required but not offered" is a
+// 4.7.4 reply), so one classifier reads real and synthetic replies alike.
 
 namespace client_action {
 struct Send { std::string bytes; };
 struct MessageDone { MessageResult result; };   // then Ready follows (or Failed)
 struct Ready {};                                // idle: send_message() or quit() may be called
+// Do the TLS handshake now (deadline: poll_deadline()), then call handle_tls_established() or
+// handle_tls_failed(). From here on no received byte may be passed to handle_bytes() unless it came
+// out of the TLS layer: bytes that follow the 220 in the same read already failed the session.
+struct StartTls {};
 struct Failed { FailureClass cls; std::optional<Reply> reply; std::string detail; };   // then Close
 struct Close {};                                // close the connection; the session is over
 }  // namespace client_action
 
 using ClientAction = std::variant<client_action::Send, client_action::MessageDone, client_action::Ready,
-                                  client_action::Failed, client_action::Close>;
+                                  client_action::Failed, client_action::Close, client_action::StartTls>;
 
 // Each state except ready and closed waits for the reply to one command (and has a deadline).
 // data_body: the body and final "." were handed out in one Send; handle_sent() moves on to data_end.
 // A reply in data_body counts as the final reply, so a shell that never calls handle_sent() works too.
+// tls_handshake waits for the shell (handle_tls_*), not for a reply. AUTH: auth waits for the reply
+// to the AUTH command, auth_username for the reply to the LOGIN user name, auth_final for the reply
+// to the last SASL response (the LOGIN password, or the empty line after an XOAUTH2 error).
 enum class ClientState {
-  greeting, ehlo, helo, ready, mail, rcpt, data, data_body, data_end, rset, quit, closed,
+  greeting, ehlo, helo, starttls, tls_handshake, auth, auth_username, auth_final,
+  ready, mail, rcpt, data, data_body, data_end, rset, quit, closed,
 };
 
 class ClientSession {
@@ -87,6 +122,11 @@ class ClientSession {
   // (RFC 5321 §4.5.3.2 times the wait for a reply, not the write); without this call it counts from
   // when the Send was handed out, which can be too short for a large body on a slow link.
   void handle_sent(TimePoint now);
+  // Only after a StartTls action (ignored otherwise): the handshake succeeded and the certificate was
+  // verified. The session says EHLO again and forgets what it knew (RFC 3207 §4.2).
+  void handle_tls_established(TimePoint now);
+  // Only after a StartTls action (ignored otherwise): Failed{tls}, then Close. `why` is for the log.
+  void handle_tls_failed(std::string why, TimePoint now);
 
   // Only after a Ready action. The message is sent; MessageDone reports the answers, then Ready
   // (or, after a refused MAIL/RCPT/DATA, a Send of RSET and then Ready or Failed). Refusals decided
@@ -106,6 +146,10 @@ class ClientSession {
   const std::vector<std::string>& extensions() const { return extensions_; }
   // Whether EHLO advertised `keyword` (case-insensitive, parameters ignored: "SIZE" matches "SIZE 1000").
   bool has_extension(std::string_view keyword) const;
+  // Whether the connection is encrypted (implicit TLS, or STARTTLS completed).
+  bool secure() const { return secure_; }
+  // Whether AUTH succeeded on this connection.
+  bool authenticated() const { return authenticated_; }
   // Last complete reply received (for logs).
   const std::optional<Reply>& last_reply() const { return last_reply_; }
 
@@ -114,6 +158,14 @@ class ClientSession {
   void on_greeting(const Reply& reply, TimePoint now);
   void on_ehlo(const Reply& reply, TimePoint now);
   void on_helo(const Reply& reply, TimePoint now);
+  void after_hello(TimePoint now);
+  void on_starttls(const Reply& reply, TimePoint now);
+  void start_auth(TimePoint now);
+  bool offers_mechanism(std::string_view mechanism) const;
+  void on_auth(const Reply& reply, TimePoint now);
+  void auth_refused(const Reply& reply);
+  std::string keep_secret(std::string encoded);
+  void scrub(std::string& text) const;
   void on_mail(const Reply& reply, TimePoint now);
   void on_rcpt(const Reply& reply, TimePoint now);
   void on_data(const Reply& reply, TimePoint now);
@@ -137,6 +189,11 @@ class ClientSession {
   ReplyParser parser_;
   std::deque<ClientAction> actions_;
   std::optional<TimePoint> deadline_;
+  bool secure_ = false;
+  bool authenticated_ = false;
+  ClientPolicy::AuthMethod mechanism_ = ClientPolicy::AuthMethod::auto_;   // the one in use once AUTH is sent
+  std::string sasl_challenge_;         // the XOAUTH2 error challenge, decoded, for the Failed detail
+  std::vector<std::string> secrets_;   // credentials as sent (base64), never let out of the session again
   // The message in flight. Commands go out one at a time and each reply is matched to the state
   // that sent it; PIPELINING would send MAIL, the RCPTs and DATA together and match the replies
   // against a queue of pending commands instead, with the same on_* handlers.

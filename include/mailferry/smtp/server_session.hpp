@@ -11,6 +11,7 @@
 #include <variant>
 #include <vector>
 
+#include "mailferry/base/secret.hpp"
 #include "mailferry/base/time.hpp"
 #include "mailferry/smtp/data_decoder.hpp"
 #include "mailferry/smtp/limits.hpp"
@@ -25,8 +26,22 @@ struct SessionPolicy {
   Limits limits;
   bool auth_required = true;      // listener auth = "required"
   bool peer_trusted = false;      // the client address is in trusted_networks
-  bool starttls_offered = false;  // listener tls = "starttls" (TLS itself comes with the TLS engine)
+  bool starttls_offered = false;  // listener tls = "starttls"
   bool implicit_tls = false;      // listener tls = "implicit": the greeting waits for the handshake
+  bool auth_offered = false;      // [[user]] entries exist; AUTH is advertised only over TLS
+};
+
+// What the shell learnt from the TLS handshake, for Received: and logs.
+struct TlsInfo {
+  std::string version;   // "TLSv1.2"
+  std::string cipher;
+};
+
+// The shell's verdict on the credentials of an Authenticate action.
+struct AuthResult {
+  enum class Verdict { ok, bad_credentials, locked_out, temporary_failure };
+  Verdict verdict = Verdict::bad_credentials;
+  std::vector<std::string> allowed_senders;   // with ok: the user's allowed_senders (empty = any)
 };
 
 // The envelope of the transaction being received.
@@ -47,12 +62,19 @@ struct Send { std::string bytes; };
 struct BeginMessage { Transaction transaction; };   // open a spool Incoming
 struct AppendData { std::string bytes; };           // normalised, unstuffed message bytes
 struct CommitMessage {};    // make it durable, then handle_committed() or handle_commit_failed()
+struct StartTls {};         // the 220 is sent: hand the connection to TLS, then handle_tls_established()
+struct Authenticate {       // check the credentials, then handle_auth_result()
+  std::string mechanism;    // "PLAIN" or "LOGIN"
+  std::string user;
+  Secret password;
+};
 struct AbortMessage {};     // discard what was appended (too big, client gone)
 struct Close {};            // close the connection; the session is over
 }  // namespace server_action
 
 using Action = std::variant<server_action::Send, server_action::BeginMessage, server_action::AppendData,
-                            server_action::CommitMessage, server_action::AbortMessage, server_action::Close>;
+                            server_action::CommitMessage, server_action::AbortMessage, server_action::StartTls,
+                            server_action::Authenticate, server_action::Close>;
 
 enum class State {
   tls_wait,    // implicit TLS: waiting for the handshake before the greeting
@@ -62,6 +84,11 @@ enum class State {
   rcpt,        // at least one RCPT accepted
   data,        // inside DATA
   committing,  // final "." seen, waiting for the spool
+  tls_handshake,     // STARTTLS answered 220, waiting for the shell's handshake
+  auth_plain,        // AUTH PLAIN without initial response: waiting for the 334 answer
+  auth_login_user,   // AUTH LOGIN: waiting for the user name
+  auth_login_pass,   // AUTH LOGIN: waiting for the password
+  authenticating,    // waiting for the shell's verdict on the credentials
   closed,
 };
 
@@ -74,6 +101,8 @@ class ServerSession {
   void handle_bytes(std::span<const char> in, TimePoint now);
   void handle_committed(std::string_view queue_id, TimePoint now);
   void handle_commit_failed(CommitError e, TimePoint now);
+  void handle_tls_established(const TlsInfo& tls, TimePoint now);
+  void handle_auth_result(const AuthResult& result, TimePoint now);
   void handle_timeout(TimePoint now);
   void handle_eof(TimePoint now);
   // The shell is stopping (SIGTERM): finish nothing new; the next reply is 421.
@@ -86,6 +115,8 @@ class ServerSession {
   // getters
   State state() const { return state_; }
   const std::string& helo() const { return helo_; }
+  const std::string& user() const { return user_; }
+  bool secure() const { return tls_active_; }
   std::uint64_t messages_accepted() const { return messages_accepted_; }
 
  private:
@@ -100,6 +131,9 @@ class ServerSession {
   void reset_transaction();
   std::string ehlo_reply() const;
   bool may_relay() const;
+  void process_auth_line(std::string_view line, TimePoint now);
+  void begin_auth(std::string mechanism, std::string user, Secret password);
+  void resume_after_wait(TimePoint now);
 
   SessionPolicy policy_;
   State state_ = State::greeting;
@@ -116,6 +150,10 @@ class ServerSession {
   std::size_t errors_ = 0;
   bool shutting_down_ = false;
   std::uint64_t messages_accepted_ = 0;
+  bool tls_active_ = false;
+  std::string user_;                        // authenticated user; empty until AUTH succeeds
+  std::vector<std::string> allowed_senders_;
+  std::string login_user_;                  // AUTH LOGIN: the user name, between its two prompts
   TimePoint deadline_{};
 };
 

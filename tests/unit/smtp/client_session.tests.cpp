@@ -28,19 +28,6 @@ struct Quit {};
 using Job = std::variant<OutgoingMessage, Quit>;   // what the "scheduler" does on each Ready
 enum class End { none, eof, timeout };
 
-struct Script {
-  std::vector<std::string> server;   // each fed one second after the previous, once the client has acted
-  std::vector<Job> jobs;
-  End end = End::none;
-};
-
-enum class Feed { whole, bytewise, split };
-
-struct Run {
-  std::vector<std::string> log;
-  std::vector<MessageResult> results;
-};
-
 ClientPolicy policy() {
   ClientPolicy p;
   p.ehlo_name = "relay.example.net";
@@ -48,6 +35,27 @@ ClientPolicy policy() {
   p.max_reply_lines = 20;
   return p;
 }
+
+// What the "shell" does on a StartTls action: the handshake succeeds (the next server input is what
+// the server says inside TLS), fails, or is still running when the next bytes arrive.
+enum class Handshake { ok, fail, pending };
+
+struct Script {
+  std::vector<std::string> server;   // each fed one second after the previous, once the client has acted
+  std::vector<Job> jobs;
+  End end = End::none;
+  ClientPolicy client = policy();
+  Handshake handshake = Handshake::ok;
+};
+
+enum class Feed { whole, bytewise, split };
+
+struct Run {
+  std::vector<std::string> log;
+  std::vector<MessageResult> results;
+  std::vector<client_action::Failed> failures;
+  std::optional<Reply> last_reply;
+};
 
 std::string codes(const MessageResult& r) {
   std::string out = "done mail=" + (r.mail ? std::to_string(r.mail->code) : "-") + " rcpt=";
@@ -62,12 +70,15 @@ std::string name(FailureClass c) {
     case FailureClass::connection: return "connection";
     case FailureClass::protocol: return "protocol";
     case FailureClass::reply: return "reply";
+    case FailureClass::tls_unavailable: return "tls_unavailable";
+    case FailureClass::tls: return "tls";
+    case FailureClass::auth_rejected: return "auth_rejected";
   }
   return "?";
 }
 
 Run run(const Script& script, Feed feed, std::size_t split_at = 0) {
-  ClientSession session(policy());
+  ClientSession session(script.client);
   Run out;
   std::size_t next_job = 0;
   TimePoint now = t0;
@@ -89,8 +100,21 @@ Run run(const Script& script, Feed feed, std::size_t split_at = 0) {
                          session.quit(now);
                        }
                      },
-                     [&](client_action::Failed& f) { out.log.push_back("failed " + name(f.cls) + ": " + f.detail); },
+                     [&](client_action::Failed& f) {
+                       out.log.push_back("failed " + name(f.cls) + ": " + f.detail);
+                       out.failures.push_back(f);
+                     },
                      [&](client_action::Close&) { out.log.push_back("close"); },
+                     [&](client_action::StartTls&) {
+                       out.log.push_back("starttls");
+                       switch (script.handshake) {
+                         case Handshake::ok: session.handle_tls_established(now); break;
+                         case Handshake::fail:
+                           session.handle_tls_failed("certificate verify failed: unknown CA", now);
+                           break;
+                         case Handshake::pending: break;
+                       }
+                     },
                  },
                  *action);
     }
@@ -137,6 +161,7 @@ Run run(const Script& script, Feed feed, std::size_t split_at = 0) {
       break;
     }
   }
+  out.last_reply = session.last_reply();
   return out;
 }
 
@@ -507,7 +532,8 @@ TEST_CASE("once closed, every input is ignored", "[smtp][client_session]") {
                                           [](client_action::MessageDone&) { return "done"; },
                                           [](client_action::Ready&) { return "ready"; },
                                           [](client_action::Failed&) { return "failed"; },
-                                          [](client_action::Close&) { return "close"; }},
+                                          [](client_action::Close&) { return "close"; },
+                                          [](client_action::StartTls&) { return "starttls"; }},
                                *a));
   }
   CHECK(kinds == std::vector<std::string>{"send", "ready", "failed", "close"});
@@ -553,4 +579,386 @@ TEST_CASE("no data can end the message early or carry a bare CR or LF upstream",
     }
   }
   CHECK(checked == 21845);   // 4^0 + 4^1 + … + 4^7
+}
+
+// --- STARTTLS and AUTH ------------------------------------------------------------------------------
+
+namespace {
+
+const std::string password = "s3cret-pass";
+const std::string token = "ya29.s3cret-token";
+// base64("\0alice@example.com\0s3cret-pass"), base64 of the user name, of the password, and the
+// XOAUTH2 initial response base64("user=alice@example.com\x01auth=Bearer ya29.s3cret-token\x01\x01").
+const std::string plain_b64 = "AGFsaWNlQGV4YW1wbGUuY29tAHMzY3JldC1wYXNz";
+const std::string user_b64 = "YWxpY2VAZXhhbXBsZS5jb20=";
+const std::string password_b64 = "czNjcmV0LXBhc3M=";
+const std::string xoauth2_b64 = "dXNlcj1hbGljZUBleGFtcGxlLmNvbQFhdXRoPUJlYXJlciB5YTI5LnMzY3JldC10b2tlbgEB";
+
+const std::string ehlo_starttls = "250-mx.example.org\r\n250-SIZE 5\r\n250-AUTH PLAIN LOGIN\r\n250 STARTTLS\r\n";
+const std::string ehlo_inside = "250-mx.example.org\r\n250-SIZE 1000\r\n250 AUTH PLAIN LOGIN XOAUTH2\r\n";
+const std::string tls_go = "220 2.0.0 Ready to start TLS\r\n";
+const std::string auth_ok = "235 2.7.0 Authentication successful\r\n";
+const std::string auth_bad = "535 5.7.8 Authentication credentials invalid\r\n";
+const std::string c_starttls = "C: STARTTLS\r\n";
+const std::string c_auth_plain = "C: AUTH PLAIN " + plain_b64 + "\r\n";
+
+Script tls_script(std::vector<std::string> server, ClientPolicy::TlsMode tls, std::string user = "") {
+  Script s;
+  s.server = std::move(server);
+  s.client.tls = tls;
+  s.client.username = std::move(user);
+  s.client.password = mailferry::Secret(password);
+  return s;
+}
+
+// Everything the session sent, concatenated.
+std::string sent(const Run& r) {
+  std::string out;
+  for (const std::string& line : r.log) {
+    if (line.rfind("C: ", 0) == 0) out += line.substr(3);
+  }
+  return out;
+}
+
+}  // namespace
+
+TEST_CASE("STARTTLS: StartTls action, EHLO again, extensions re-read", "[smtp][client_session][tls]") {
+  Script s = tls_script({greeting, ehlo_starttls, tls_go, "250-mx.example.org\r\n250 SIZE 1000\r\n", mail_ok,
+                         rcpt_ok, go_ahead, queued, bye},
+                        ClientPolicy::TlsMode::starttls);
+  s.jobs = {message(), Quit{}};
+  const Run r = check(s);
+  // Before TLS the server claimed SIZE 5 (the message would have been refused); inside, SIZE 1000.
+  // No AUTH is attempted: no user name is configured, though the server offers it.
+  CHECK(r.log == Log{c_ehlo, c_starttls, "starttls", c_ehlo, "ready", c_mail, c_rcpt, c_data, c_body,
+                     "done mail=250 rcpt=250 data=250", "ready", "C: QUIT\r\n", "close"});
+
+  ClientSession session(s.client);
+  session.handle_connected(t0);
+  const std::string in = greeting + ehlo_starttls + tls_go;
+  session.handle_bytes(std::span<const char>(in.data(), in.size()), t0);
+  CHECK(session.state() == ClientState::tls_handshake);
+  CHECK_FALSE(session.secure());
+  CHECK(session.has_extension("STARTTLS"));
+  CHECK(session.poll_deadline() == t0 + std::chrono::minutes(5));   // tls_handshake_timeout
+  session.handle_tls_established(t0 + 1s);
+  CHECK(session.secure());
+  CHECK(session.extensions().empty());   // RFC 3207 §4.2: forgotten until the new EHLO
+  CHECK(session.state() == ClientState::ehlo);
+  session.handle_tls_established(t0 + 2s);   // not in the handshake: ignored
+  session.handle_tls_failed("late", t0 + 2s);
+  CHECK(session.state() == ClientState::ehlo);
+}
+
+TEST_CASE("STARTTLS required but not offered: nothing after EHLO is sent", "[smtp][client_session][tls]") {
+  const std::string detail =
+      "failed tls_unavailable: STARTTLS required but the server's EHLO did not offer it (stripped by a "
+      "middlebox?); nothing was sent on this connection";
+  // A middlebox overwrote STARTTLS (as some firewalls do, with "XXXXXXXA") but left AUTH: still no
+  // AUTH, no MAIL, not even QUIT.
+  Script s = tls_script({greeting, "250-mx.example.org\r\n250-AUTH PLAIN LOGIN\r\n250 XXXXXXXA\r\n"},
+                        ClientPolicy::TlsMode::starttls, "alice@example.com");
+  s.jobs = {message(), Quit{}};
+  Run r = check(s);
+  CHECK(r.log == Log{c_ehlo, detail, "close"});
+  CHECK(sent(r) == "EHLO relay.example.net\r\n");
+  REQUIRE(r.failures.size() == 1);
+  REQUIRE(r.failures[0].reply);
+  CHECK(r.failures[0].reply->summary() == "454 4.7.4 STARTTLS required but not offered (stripped by a middlebox?)");
+
+  // EHLO refused, HELO accepted: HELO has no extensions, so no STARTTLS either.
+  s.server = {greeting, "502 5.5.2 what\r\n", "250 mx.example.org\r\n"};
+  r = check(s);
+  CHECK(r.log == Log{c_ehlo, "C: HELO relay.example.net\r\n", detail, "close"});
+  CHECK(sent(r) == "EHLO relay.example.net\r\nHELO relay.example.net\r\n");
+}
+
+TEST_CASE("STARTTLS refused or answered oddly", "[smtp][client_session][tls]") {
+  Script s = tls_script({greeting, ehlo_starttls, "454 4.7.0 TLS not available due to temporary reason\r\n"},
+                        ClientPolicy::TlsMode::starttls, "alice@example.com");
+  s.jobs = {message()};
+  Run r = check(s);
+  CHECK(r.log == Log{c_ehlo, c_starttls,
+                     "failed tls_unavailable: STARTTLS refused: 454 4.7.0 TLS not available due to temporary reason",
+                     "close"});
+  CHECK(r.failures.at(0).reply->code == 454);
+
+  s.server = {greeting, ehlo_starttls, "502 5.5.1 no\r\n"};
+  CHECK(check(s).log == Log{c_ehlo, c_starttls, "failed tls_unavailable: STARTTLS refused: 502 5.5.1 no", "close"});
+  s.server = {greeting, ehlo_starttls, "250 ok\r\n"};
+  CHECK(check(s).log ==
+        Log{c_ehlo, c_starttls, "failed protocol: unexpected reply while waiting for the STARTTLS reply: 250 ok", "close"});
+  s.server = {greeting, ehlo_starttls, "421 4.3.2 shutting down\r\n"};
+  CHECK(check(s).log ==
+        Log{c_ehlo, c_starttls, "failed reply: server closing the session: 421 4.3.2 shutting down", "close"});
+  s.server = {greeting, ehlo_starttls};
+  s.end = End::timeout;
+  CHECK(check(s).log == Log{c_ehlo, c_starttls, "timer +300s",
+                            "failed connection: timed out waiting for the STARTTLS reply", "close"});
+}
+
+TEST_CASE("plaintext injected after the 220 to STARTTLS fails the session (CVE-2011-0411)",
+          "[smtp][client_session][tls]") {
+  const std::string injected = "250-mx.example.org\r\n250 AUTH PLAIN\r\n";
+  Script s = tls_script({greeting, ehlo_starttls, tls_go + injected}, ClientPolicy::TlsMode::starttls,
+                        "alice@example.com");
+  s.jobs = {message()};
+  s.handshake = Handshake::pending;   // the shell is still handshaking when the bytes come
+  // Arriving with the 220: detected before the handshake is even asked for.
+  const Log with_220{c_ehlo, c_starttls,
+                     "failed protocol: the server sent 36 bytes of plaintext after its 220 to STARTTLS, before "
+                     "the TLS handshake (command injection, CVE-2011-0411 style); nothing more was sent",
+                     "close"};
+  // Arriving after it: the handshake was asked for, and plaintext reaching the session now is refused.
+  const Log after_220{c_ehlo, c_starttls, "starttls",
+                      "failed protocol: the server sent plaintext after its 220 to STARTTLS, before the TLS "
+                      "handshake (command injection, CVE-2011-0411 style); nothing more was sent",
+                      "close"};
+  CHECK(run(s, Feed::whole).log == with_220);
+  CHECK(run(s, Feed::bytewise).log == after_220);
+  const std::size_t total = tls_go.size() + injected.size();
+  for (std::size_t k = 0; k <= total; ++k) {
+    CAPTURE(k);
+    const Run r = run(s, Feed::split, k);
+    if (k == tls_go.size()) {
+      CHECK(r.log == after_220);
+    } else if (k < tls_go.size() || k == total) {
+      CHECK(r.log == with_220);
+    } else {   // the 220 and the first injected bytes in one read
+      REQUIRE(r.log.size() == 4);
+      CHECK(r.log[2] == "failed protocol: the server sent " + std::to_string(k - tls_go.size()) +
+                            (k - tls_go.size() == 1 ? " byte" : " bytes") +
+                            " of plaintext after its 220 to STARTTLS, before the TLS handshake (command injection, "
+                            "CVE-2011-0411 style); nothing more was sent");
+    }
+    CHECK(sent(r) == "EHLO relay.example.net\r\nSTARTTLS\r\n");
+  }
+}
+
+TEST_CASE("TLS handshake failure, timeout and EOF", "[smtp][client_session][tls]") {
+  Script s = tls_script({greeting, ehlo_starttls, tls_go}, ClientPolicy::TlsMode::starttls, "alice@example.com");
+  s.jobs = {message()};
+  s.handshake = Handshake::fail;
+  Run r = check(s);
+  CHECK(r.log == Log{c_ehlo, c_starttls, "starttls",
+                     "failed tls: TLS handshake failed: certificate verify failed: unknown CA", "close"});
+  CHECK(r.failures.at(0).reply->summary() ==
+        "454 4.7.5 TLS handshake with the upstream failed: certificate verify failed: unknown CA");
+
+  s.handshake = Handshake::pending;
+  s.client.tls_handshake_timeout = 30s;
+  s.end = End::timeout;
+  CHECK(check(s).log == Log{c_ehlo, c_starttls, "starttls", "timer +30s",
+                            "failed tls: timed out waiting for the TLS handshake", "close"});
+  s.end = End::eof;
+  CHECK(check(s).log == Log{c_ehlo, c_starttls, "starttls",
+                            "failed connection: connection closed by the server while waiting for the TLS handshake",
+                            "close"});
+}
+
+TEST_CASE("AUTH PLAIN: exact bytes, after STARTTLS and with implicit TLS", "[smtp][client_session][auth]") {
+  Script s = tls_script({greeting, ehlo_starttls, tls_go, ehlo_inside, auth_ok, mail_ok}, ClientPolicy::TlsMode::starttls,
+                        "alice@example.com");
+  s.jobs = {message()};
+  CHECK(check(s).log == Log{c_ehlo, c_starttls, "starttls", c_ehlo, c_auth_plain, "ready", c_mail, c_rcpt});
+
+  s = tls_script({greeting, ehlo_inside, auth_ok, mail_ok}, ClientPolicy::TlsMode::implicit, "alice@example.com");
+  s.jobs = {message()};
+  const Run r = check(s);
+  CHECK(r.log == Log{c_ehlo, c_auth_plain, "ready", c_mail, c_rcpt});
+  CHECK(sent(r) == "EHLO relay.example.net\r\nAUTH PLAIN AGFsaWNlQGV4YW1wbGUuY29tAHMzY3JldC1wYXNz\r\n"
+                   "MAIL FROM:<alice@example.com> SIZE=22\r\nRCPT TO:<bob@example.org>\r\n");
+
+  ClientSession session(s.client);
+  CHECK(session.secure());   // implicit: secure from the start
+  CHECK_FALSE(session.authenticated());
+  session.handle_connected(t0);
+  const std::string in = greeting + ehlo_inside + auth_ok;
+  session.handle_bytes(std::span<const char>(in.data(), in.size()), t0);
+  CHECK(session.authenticated());
+  CHECK(session.state() == ClientState::ready);
+}
+
+TEST_CASE("AUTH LOGIN dialogue", "[smtp][client_session][auth]") {
+  Script s = tls_script({greeting, "250-mx\r\n250 AUTH LOGIN\r\n", "334 VXNlcm5hbWU6\r\n", "334 UGFzc3dvcmQ6\r\n",
+                         auth_ok},
+                        ClientPolicy::TlsMode::implicit, "alice@example.com");
+  Run r = check(s);
+  CHECK(r.log == Log{c_ehlo, "C: AUTH LOGIN\r\n", "C: " + user_b64 + "\r\n", "C: " + password_b64 + "\r\n", "ready"});
+
+  s.server = {greeting, "250-mx\r\n250 AUTH LOGIN\r\n", "334 VXNlcm5hbWU6\r\n", "334 UGFzc3dvcmQ6\r\n", auth_bad};
+  r = check(s);
+  CHECK(r.log == Log{c_ehlo, "C: AUTH LOGIN\r\n", "C: " + user_b64 + "\r\n", "C: " + password_b64 + "\r\n",
+                     "failed auth_rejected: AUTH LOGIN rejected: 535 5.7.8 Authentication credentials invalid",
+                     "close"});
+  CHECK(r.failures.at(0).reply->code == 535);
+
+  // A user name the server does not know, refused before the password is asked for.
+  s.server = {greeting, "250-mx\r\n250 AUTH LOGIN\r\n", "334 VXNlcm5hbWU6\r\n", auth_bad};
+  CHECK(check(s).log.at(3) == "failed auth_rejected: AUTH LOGIN rejected: 535 5.7.8 Authentication credentials invalid");
+  // A third prompt is not part of LOGIN.
+  s.server = {greeting, "250-mx\r\n250 AUTH LOGIN\r\n", "334 VXNlcm5hbWU6\r\n", "334 UGFzc3dvcmQ6\r\n", "334 more?\r\n"};
+  CHECK(check(s).log.at(4) == "failed protocol: unexpected reply while waiting for the final AUTH reply: 334 more?");
+}
+
+TEST_CASE("base64 of the SASL responses, every padding", "[smtp][client_session][auth]") {
+  auto [user, encoded] = GENERATE(table<std::string, std::string>({
+      {"a", "YQ=="},
+      {"ab", "YWI="},
+      {"abc", "YWJj"},
+      {"j\xc3\xb6rg", "asO2cmc="},
+      {"\xff\xfe\xfd", "//79"},
+  }));
+  Script s = tls_script({greeting, "250-mx\r\n250 AUTH LOGIN\r\n", "334 VXNlcm5hbWU6\r\n"},
+                        ClientPolicy::TlsMode::implicit, user);
+  CHECK(check(s).log.at(2) == "C: " + encoded + "\r\n");
+}
+
+TEST_CASE("AUTH XOAUTH2: initial response, and the 334 error answered with an empty line", "[smtp][client_session][auth]") {
+  Script s = tls_script({greeting, ehlo_inside, auth_ok}, ClientPolicy::TlsMode::implicit, "alice@example.com");
+  s.client.auth = ClientPolicy::AuthMethod::xoauth2;
+  s.client.password = mailferry::Secret(token);
+  CHECK(check(s).log == Log{c_ehlo, "C: AUTH XOAUTH2 " + xoauth2_b64 + "\r\n", "ready"});
+
+  s.server = {greeting, ehlo_inside,
+              "334 eyJzdGF0dXMiOiI0MDAiLCJzY2hlbWVzIjoiQmVhcmVyIiwic2NvcGUiOiJodHRwczovL21haWwuZ29vZ2xlLmNvbS8ifQ==\r\n",
+              "535-5.7.8 Username and Password not accepted.\r\n535 5.7.8 Learn more\r\n"};
+  const Run r = check(s);
+  CHECK(r.log == Log{c_ehlo, "C: AUTH XOAUTH2 " + xoauth2_b64 + "\r\n", "C: \r\n",
+                     "failed auth_rejected: AUTH XOAUTH2 rejected: 535 5.7.8 Username and Password not accepted. / "
+                     "Learn more (server said: {\"status\":\"400\",\"schemes\":\"Bearer\",\"scope\":\"https://mail.google.com/\"})",
+                     "close"});
+  CHECK(r.failures.at(0).reply->code == 535);
+}
+
+TEST_CASE("AUTH answers: 535 auth_rejected, 4xx reply, oddities protocol", "[smtp][client_session][auth]") {
+  Script s = tls_script({greeting, ehlo_inside, auth_bad}, ClientPolicy::TlsMode::implicit, "alice@example.com");
+  s.jobs = {message()};
+  Run r = check(s);
+  CHECK(r.log == Log{c_ehlo, c_auth_plain,
+                     "failed auth_rejected: AUTH PLAIN rejected: 535 5.7.8 Authentication credentials invalid", "close"});
+  CHECK(r.failures.at(0).reply->summary() == "535 5.7.8 Authentication credentials invalid");
+
+  s.server = {greeting, ehlo_inside, "534 5.7.9 Please log in with your web browser\r\n"};
+  CHECK(check(s).log.at(2) ==
+        "failed auth_rejected: AUTH PLAIN rejected: 534 5.7.9 Please log in with your web browser");
+  s.server = {greeting, ehlo_inside, "454 4.7.0 Temporary authentication failure\r\n"};
+  CHECK(check(s).log.at(2) == "failed reply: AUTH PLAIN failed for now: 454 4.7.0 Temporary authentication failure");
+  s.server = {greeting, ehlo_inside, "334 \r\n"};   // PLAIN's initial response was already sent
+  CHECK(check(s).log.at(2) == "failed protocol: unexpected reply while waiting for the AUTH reply: 334 ");
+  s.server = {greeting, ehlo_inside, "250 ok\r\n"};
+  CHECK(check(s).log.at(2) == "failed protocol: unexpected reply while waiting for the AUTH reply: 250 ok");
+  s.server = {greeting, ehlo_inside};
+  s.end = End::timeout;
+  CHECK(check(s).log == Log{c_ehlo, c_auth_plain, "timer +300s", "failed connection: timed out waiting for the AUTH reply",
+                            "close"});
+}
+
+TEST_CASE("AUTH mechanism choice", "[smtp][client_session][auth]") {
+  using Method = ClientPolicy::AuthMethod;
+  auto [method, ext, first] = GENERATE(table<Method, std::string, std::string>({
+      {Method::auto_, "AUTH LOGIN PLAIN XOAUTH2", c_auth_plain},
+      {Method::auto_, "AUTH XOAUTH2 LOGIN", "C: AUTH LOGIN\r\n"},
+      {Method::auto_, "AUTH=LOGIN", "C: AUTH LOGIN\r\n"},   // pre-RFC 4954 form
+      {Method::auto_, "auth cram-md5 plain", c_auth_plain},
+      {Method::auto_, "AUTH XOAUTH2",
+       "failed reply: server offers neither AUTH PLAIN nor AUTH LOGIN"},   // never XOAUTH2 unasked
+      {Method::auto_, "8BITMIME", "failed reply: server offers neither AUTH PLAIN nor AUTH LOGIN"},
+      {Method::auto_, "AUTH", "failed reply: server offers neither AUTH PLAIN nor AUTH LOGIN"},
+      {Method::auto_, "AUTHPLAIN", "failed reply: server offers neither AUTH PLAIN nor AUTH LOGIN"},
+      {Method::login, "AUTH PLAIN LOGIN", "C: AUTH LOGIN\r\n"},
+      {Method::plain, "AUTH LOGIN", "failed reply: server does not offer AUTH PLAIN"},
+      {Method::login, "AUTH PLAIN", "failed reply: server does not offer AUTH LOGIN"},
+      {Method::xoauth2, "AUTH PLAIN LOGIN", "failed reply: server does not offer AUTH XOAUTH2"},
+  }));
+  CAPTURE(ext);
+  Script s = tls_script({greeting, "250-mx\r\n250 " + ext + "\r\n"}, ClientPolicy::TlsMode::implicit, "alice@example.com");
+  s.client.auth = method;
+  s.jobs = {message()};
+  const Run r = check(s);
+  REQUIRE(r.log.size() >= 2);
+  CHECK(r.log[1] == first);
+  if (first.rfind("failed", 0) == 0) {
+    CHECK(r.log == Log{c_ehlo, first, "close"});
+    CHECK(r.failures.at(0).reply->code == 504);
+    CHECK(r.failures.at(0).reply->enhanced == "5.7.4");
+  }
+}
+
+TEST_CASE("credentials only over TLS; no user name, no AUTH", "[smtp][client_session][auth]") {
+  Script s = tls_script({greeting, ehlo_inside, auth_ok}, ClientPolicy::TlsMode::none, "alice@example.com");
+  s.jobs = {message()};
+  Run r = check(s);
+  CHECK(r.log == Log{c_ehlo,
+                     "failed tls_unavailable: refusing to send credentials without TLS on this port (tls = \"none\"; "
+                     "allow_auth_without_tls is off)",
+                     "close"});
+  CHECK(sent(r) == "EHLO relay.example.net\r\n");
+  CHECK(r.failures.at(0).reply->summary() == "454 4.7.4 refusing to send credentials without TLS");
+
+  s.client.allow_auth_without_tls = true;
+  CHECK(check(s).log == Log{c_ehlo, c_auth_plain, "ready", c_mail});
+
+  // Over STARTTLS, AUTH offered before TLS is not taken up: STARTTLS comes first.
+  s = tls_script({greeting, ehlo_starttls, tls_go, ehlo_inside, auth_ok}, ClientPolicy::TlsMode::starttls,
+                 "alice@example.com");
+  CHECK(check(s).log == Log{c_ehlo, c_starttls, "starttls", c_ehlo, c_auth_plain, "ready"});
+
+  // No user name: the offered AUTH is ignored, whatever the TLS mode.
+  for (auto mode : {ClientPolicy::TlsMode::none, ClientPolicy::TlsMode::implicit}) {
+    s = tls_script({greeting, ehlo_inside}, mode);
+    CHECK(check(s).log == Log{c_ehlo, "ready"});
+  }
+}
+
+TEST_CASE("credentials appear only in Send bytes, even when the server echoes them", "[smtp][client_session][auth]") {
+  using Method = ClientPolicy::AuthMethod;
+  const std::vector<std::string> forbidden = {password, password_b64, plain_b64, token, xoauth2_b64};
+  struct Case {
+    Method method;
+    std::vector<std::string> server;
+    End end;
+  };
+  const std::string echo = "535 5.7.8 bad: " + plain_b64 + " = \"" + password + "\"\r\n";
+  const std::vector<Case> cases = {
+      {Method::plain, {greeting, ehlo_inside, echo}, End::none},
+      {Method::plain, {greeting, ehlo_inside, "454 4.7.0 try " + password + " later\r\n"}, End::none},
+      {Method::plain, {greeting, ehlo_inside, "421 4.7.0 " + plain_b64 + "\r\n"}, End::none},
+      {Method::plain, {greeting, ehlo_inside, "garbage " + password + "\r\n"}, End::none},
+      {Method::plain, {greeting, ehlo_inside}, End::timeout},
+      {Method::plain, {greeting, ehlo_inside}, End::eof},
+      {Method::plain, {greeting, ehlo_inside, auth_ok, "550 5.7.1 " + password + "\r\n"}, End::none},
+      {Method::login, {greeting, ehlo_inside, "334 x\r\n", "334 y\r\n", "535 5.7.8 got " + password_b64 + "\r\n"},
+       End::none},
+      {Method::xoauth2, {greeting, ehlo_inside, "334 " + xoauth2_b64 + "\r\n", "535 5.7.8 " + xoauth2_b64 + "\r\n"},
+       End::none},
+      {Method::xoauth2, {greeting, "250-mx\r\n250 AUTH PLAIN\r\n"}, End::none},
+  };
+  for (const Case& c : cases) {
+    Script s = tls_script(c.server, ClientPolicy::TlsMode::implicit, "alice@example.com");
+    s.client.auth = c.method;
+    if (c.method == Method::xoauth2) s.client.password = mailferry::Secret(token);
+    s.jobs = {message()};
+    s.end = c.end;
+    const Run r = check(s);
+    CAPTURE(r.log);
+    std::string visible;   // everything but the bytes sent
+    for (const std::string& line : r.log) {
+      if (line.rfind("C: ", 0) != 0) visible += line + "\n";
+    }
+    for (const auto& f : r.failures) {
+      visible += f.detail + "\n";
+      if (f.reply) visible += f.reply->summary() + "\n";
+    }
+    for (const auto& m : r.results) visible += m.mail ? m.mail->summary() + "\n" : "";
+    if (r.last_reply) visible += r.last_reply->summary() + "\n";
+    CHECK(r.log.back() == (r.failures.empty() ? "C: RSET\r\n" : "close"));
+    for (const std::string& secret : forbidden) {
+      CAPTURE(secret);
+      CHECK(visible.find(secret) == std::string::npos);
+    }
+  }
+  // The echo is still readable, with the secrets masked.
+  Script s = tls_script({greeting, ehlo_inside, echo}, ClientPolicy::TlsMode::implicit, "alice@example.com");
+  CHECK(check(s).failures.at(0).reply->summary() == "535 5.7.8 bad: ******** = \"********\"");
 }

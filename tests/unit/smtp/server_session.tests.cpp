@@ -17,11 +17,13 @@ struct Outcome {
   std::vector<Transaction> begun;
   std::vector<std::string> messages;     // committed message bodies
   int aborts = 0;
+  int handshakes = 0;
+  std::vector<std::string> auth_users;   // user names the shell was asked to check
   bool closed = false;
 
   bool operator==(const Outcome& o) const {
     return sent == o.sent && messages == o.messages && aborts == o.aborts && closed == o.closed &&
-           begun.size() == o.begun.size();
+           begun.size() == o.begun.size() && handshakes == o.handshakes && auth_users == o.auth_users;
   }
 };
 
@@ -61,6 +63,20 @@ Outcome run(const SessionPolicy& policy, const std::vector<std::string>& chunks,
                 out.messages.push_back(current);
                 s.handle_committed("Q" + std::to_string(++committed), now);
               }
+            } else if constexpr (std::is_same_v<T, server_action::StartTls>) {
+              ++out.handshakes;
+              s.handle_tls_established(TlsInfo{"TLSv1.2", "TEST"}, now);
+            } else if constexpr (std::is_same_v<T, server_action::Authenticate>) {
+              // The test shell knows one user: "user" with password "secret", allowed one sender.
+              out.auth_users.push_back(act.user);
+              AuthResult r;
+              if (act.user == "user" && act.password.reveal() == "secret") {
+                r.verdict = AuthResult::Verdict::ok;
+                r.allowed_senders = {"user@example.com"};
+              } else if (act.user == "locked") {
+                r.verdict = AuthResult::Verdict::locked_out;
+              }
+              s.handle_auth_result(r, now);
             } else if constexpr (std::is_same_v<T, server_action::Close>) out.closed = true;
           },
           *a);
@@ -144,7 +160,7 @@ TEST_CASE("sequencing errors get 503 and the session survives", "[smtp][server]"
       {"FOO\r\n", "502 5.5.2"},
       {"VRFY a\r\n", "252 2.5.2"},
       {"STARTTLS\r\n", "502 5.5.1"},
-      {"AUTH PLAIN\r\n", "502 5.5.1"},
+      {"AUTH PLAIN\r\n", "503 5.5.1 Error: authentication not enabled"},
   }));
   CAPTURE(input);
   const auto out = run_all_ways(trusted_policy(), input + "NOOP\r\n");
@@ -257,4 +273,100 @@ TEST_CASE("EOF inside DATA aborts the message", "[smtp][server]") {
   s.handle_eof(t0);
   CHECK(std::holds_alternative<server_action::AbortMessage>(*s.poll_action()));
   CHECK(std::holds_alternative<server_action::Close>(*s.poll_action()));
+}
+
+namespace {
+
+SessionPolicy submission_policy() {
+  SessionPolicy p;
+  p.hostname = "relay.test";
+  p.auth_required = true;
+  p.peer_trusted = false;
+  p.starttls_offered = true;
+  p.auth_offered = true;
+  return p;
+}
+
+// base64("\0user\0secret"), base64("user"), base64("secret")
+const std::string plain_ok = "AHVzZXIAc2VjcmV0";
+const std::string plain_bad = "AHVzZXIAd3Jvbmc=";   // "\0user\0wrong"
+
+}  // namespace
+
+TEST_CASE("STARTTLS then AUTH PLAIN then a message: the submission path", "[smtp][server][tls][auth]") {
+  const std::string input = "EHLO c\r\nSTARTTLS\r\n";
+  // Whatever follows STARTTLS before the handshake is dropped (RFC 3207 §4.2, CVE-2011-0411).
+  const auto out = run(submission_policy(), {input + "MAIL FROM:<injected@x.org>\r\n",
+                                              "EHLO c\r\nAUTH PLAIN " + plain_ok + "\r\n"
+                                              "MAIL FROM:<user@example.com>\r\nRCPT TO:<b@x.org>\r\nDATA\r\nhi\r\n.\r\n"});
+  CHECK(out.handshakes == 1);
+  CHECK(out.sent.find("injected") == std::string::npos);
+  CHECK(count(out.sent, "503") == 0);
+  CHECK(out.sent.find("220 2.0.0 Ready to start TLS") != std::string::npos);
+  CHECK(out.sent.find("235 2.7.0") != std::string::npos);
+  REQUIRE(out.begun.size() == 1);
+  CHECK(out.begun[0].user == "user");
+  CHECK(out.begun[0].protocol == "ESMTPSA");
+  CHECK(out.messages.size() == 1);
+}
+
+TEST_CASE("AUTH is advertised and accepted only over TLS", "[smtp][server][tls][auth]") {
+  const auto before = run(submission_policy(), {"EHLO c\r\nAUTH PLAIN " + plain_ok + "\r\nMAIL FROM:<user@example.com>\r\n"});
+  const auto ehlo_reply = before.sent.substr(0, before.sent.find("538"));
+  CHECK(ehlo_reply.find("AUTH") == std::string::npos);
+  CHECK(ehlo_reply.find("250 STARTTLS\r\n") != std::string::npos);
+  CHECK(before.sent.find("538 5.7.11") != std::string::npos);
+  CHECK(before.auth_users.empty());
+  CHECK(before.sent.find("530 5.7.0 Authentication required") != std::string::npos);
+
+  const auto after = run(submission_policy(), {"EHLO c\r\nSTARTTLS\r\n", "EHLO c\r\n"});
+  const auto second_ehlo = after.sent.substr(after.sent.find("Ready to start TLS"));
+  CHECK(second_ehlo.find("250 AUTH PLAIN LOGIN") != std::string::npos);
+  CHECK(second_ehlo.find("STARTTLS\r\n") == std::string::npos);   // not offered twice
+}
+
+TEST_CASE("AUTH dialogues: PLAIN with and without initial response, LOGIN, cancel, bad", "[smtp][server][auth]") {
+  auto [dialogue, expected, users] = GENERATE(table<std::string, std::string, std::size_t>({
+      {"AUTH PLAIN " + plain_ok + "\r\n", "235 2.7.0", 1},
+      {"AUTH PLAIN\r\n" + plain_ok + "\r\n", "334 \r\n235 2.7.0", 1},
+      {"AUTH LOGIN\r\ndXNlcg==\r\nc2VjcmV0\r\n", "334 VXNlcm5hbWU6\r\n334 UGFzc3dvcmQ6\r\n235 2.7.0", 1},
+      {"AUTH LOGIN dXNlcg==\r\nc2VjcmV0\r\n", "334 UGFzc3dvcmQ6\r\n235 2.7.0", 1},
+      {"AUTH PLAIN\r\n*\r\n", "501 5.7.0 Authentication cancelled", 0},
+      {"AUTH PLAIN " + plain_bad + "\r\n", "535 5.7.8", 1},
+      {"AUTH PLAIN !!!\r\n", "501 5.5.2", 0},
+      {"AUTH CRAM-MD5\r\n", "504 5.5.4", 0},
+      {"AUTH PLAIN AGxvY2tlZAB4\r\n", "421 4.7.0", 1},   // "\0locked\0x": the shell says locked out
+  }));
+  CAPTURE(dialogue);
+  const auto r = run(submission_policy(), {"EHLO c\r\nSTARTTLS\r\n", "EHLO c\r\n" + dialogue});
+  CHECK(r.sent.find(expected) != std::string::npos);
+  CHECK(r.auth_users.size() == users);
+}
+
+TEST_CASE("allowed_senders limits the envelope sender of an authenticated user", "[smtp][server][auth]") {
+  const std::string start = "EHLO c\r\nAUTH PLAIN " + plain_ok + "\r\n";
+  const auto ok = run(submission_policy(), {"EHLO c\r\nSTARTTLS\r\n", start + "MAIL FROM:<user@example.com>\r\n"});
+  CHECK(ok.sent.find("250 2.1.0 Ok") != std::string::npos);
+  const auto bad = run(submission_policy(), {"EHLO c\r\nSTARTTLS\r\n", start + "MAIL FROM:<boss@example.com>\r\n"});
+  CHECK(bad.sent.find("553 5.7.1 <boss@example.com>: Sender address rejected") != std::string::npos);
+}
+
+TEST_CASE("an implicit-TLS listener greets only after the handshake", "[smtp][server][tls]") {
+  auto policy = submission_policy();
+  policy.starttls_offered = false;
+  policy.implicit_tls = true;
+  ServerSession s(policy);
+  const TimePoint t0{};
+  s.handle_connected(t0);
+  CHECK(!s.poll_action());
+  CHECK(s.state() == State::tls_wait);
+  s.handle_tls_established(TlsInfo{"TLSv1.2", "X"}, t0);
+  auto a = s.poll_action();
+  REQUIRE(a);
+  CHECK(std::get<server_action::Send>(*a).bytes.rfind("220 relay.test", 0) == 0);
+  const std::string ehlo = "EHLO c\r\n";
+  s.handle_bytes(std::span<const char>(ehlo.data(), ehlo.size()), t0);
+  const auto reply = std::get<server_action::Send>(*s.poll_action()).bytes;
+  CHECK(reply.find("AUTH PLAIN LOGIN") != std::string::npos);
+  CHECK(reply.find("STARTTLS") == std::string::npos);
 }
