@@ -6,6 +6,7 @@
 #include <asio/experimental/as_tuple.hpp>
 #include <asio/use_awaitable.hpp>
 
+#include "daemon/credentials.hpp"
 #include "mailferry/base/log.hpp"
 #include "mailferry/message/header_scan.hpp"
 #include "mailferry/message/trace_headers.hpp"
@@ -37,6 +38,17 @@ asio::awaitable<Result<void>> spool_op_on_pool(spool::Spool* spool, SpoolOp op, 
   co_return Error{"unknown spool operation"};
 }
 
+struct SecretOutcome {
+  Secret secret;
+  Error error;
+};
+
+asio::awaitable<SecretOutcome> secret_on_pool(const config::Upstream* upstream) {
+  auto r = upstream_secret(*upstream);
+  if (r) co_return SecretOutcome{std::move(*r), {}};
+  co_return SecretOutcome{{}, r.error()};
+}
+
 struct ReadOutcome {
   std::optional<std::string> data;
   Error error;
@@ -51,8 +63,8 @@ asio::awaitable<ReadOutcome> read_on_pool(spool::Spool* spool, spool::QueueId id
 }  // namespace
 
 Scheduler::Scheduler(asio::any_io_executor ex, asio::any_io_executor disk, spool::Spool& spool,
-                     const config::Config& config)
-    : ex_(ex), disk_(disk), spool_(spool), config_(config),
+                     const config::Config& config, std::shared_ptr<tls::ClientContext> upstream_tls)
+    : ex_(ex), disk_(disk), upstream_tls_(std::move(upstream_tls)), spool_(spool), config_(config),
       retry_(config.queue.retry_schedule, config.queue.max_age), wake_(ex) {}
 
 void Scheduler::recover() {
@@ -117,16 +129,29 @@ asio::awaitable<void> Scheduler::run() {
 
 asio::awaitable<void> Scheduler::deliver(std::vector<spool::QueueId> batch) {
   std::vector<net::PortAttempt> attempts;
-  auto conn = co_await net::UpstreamConnection::open(config_.upstream, config_.hostname, attempts);
-  for (const auto& a : attempts) {
-    log::event("connect", {}, {{"host", config_.upstream.host}, {"port", std::to_string(a.port)},
-                               {"tls", a.tls}, {"result", a.verdict},
-                               {"ms", std::to_string(a.took.count())}},
-               a.verdict == "ok" ? log::Level::info : log::Level::warning);
+  net::UpstreamLogin login;
+  login.ehlo_name = config_.hostname;
+  login.tls = upstream_tls_;
+  // password_command may take its time (a vault, a token refresher): not on the loop.
+  auto secret = co_await asio::co_spawn(disk_, secret_on_pool(&config_.upstream), asio::use_awaitable);
+  std::unique_ptr<net::UpstreamConnection> conn;
+  std::string why;
+  if (!secret.error.message.empty()) {
+    why = secret.error.message;
+    log::event("credentials", {}, {{"error", why}}, log::Level::error);
+  } else {
+    login.secret = std::move(secret.secret);
+    conn = co_await net::UpstreamConnection::open(config_.upstream, login, attempts);
+    for (const auto& a : attempts) {
+      log::event("connect", {}, {{"host", config_.upstream.host}, {"port", std::to_string(a.port)},
+                                 {"tls", a.tls}, {"result", a.verdict}, {"detail", a.detail},
+                                 {"ms", std::to_string(a.took.count())}},
+                 a.verdict == "ok" ? log::Level::info : log::Level::warning);
+    }
+    why = "no upstream port worked:";
+    for (const auto& a : attempts) why += " " + std::to_string(a.port) + " " + a.verdict + " (" + a.detail + ");";
   }
   if (!conn) {
-    std::string why = "no upstream port worked:";
-    for (const auto& a : attempts) why += " " + std::to_string(a.port) + " " + a.verdict + ";";
     for (const auto& id : batch) co_await defer_all(id, why);
   } else {
     // Keep the connection while messages keep becoming due: one session carries many messages.
@@ -172,13 +197,13 @@ asio::awaitable<void> Scheduler::deliver_one(const spool::QueueId& id, net::Upst
   auto result = co_await conn.send(std::move(out));
   if (!result) {
     const auto outcome = delivery::transport_failure(conn.failure());
-    log::event("attempt", id.str(), {{"port", std::to_string(conn.port())}, {"tls", "none"},
+    log::event("attempt", id.str(), {{"port", std::to_string(conn.port())}, {"tls", conn.tls_mode()},
                                      {"reply", outcome.reply}}, log::Level::warning);
     co_await defer_all(id, outcome.reply);
     co_return;
   }
   const auto& final_reply = result->data ? result->data : result->mail;
-  log::event("attempt", id.str(), {{"port", std::to_string(conn.port())}, {"tls", "none"},
+  log::event("attempt", id.str(), {{"port", std::to_string(conn.port())}, {"tls", conn.tls_mode()},
                                    {"reply", final_reply ? final_reply->summary() : std::string("none")}});
   const auto outcomes = delivery::classify(*result, pending.size());
   co_await apply(id, pending, outcomes);

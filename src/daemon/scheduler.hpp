@@ -6,6 +6,7 @@
 #include <asio/awaitable.hpp>
 #include <asio/steady_timer.hpp>
 #include <map>
+#include <memory>
 #include <vector>
 
 #include "mailferry/config/config.hpp"
@@ -17,6 +18,9 @@
 namespace mailferry::net {
 class UpstreamConnection;
 }
+namespace mailferry::tls {
+class ClientContext;
+}
 
 namespace mailferry::daemon {
 
@@ -27,7 +31,7 @@ class Scheduler {
  public:
   // `disk` runs the spool's blocking calls (fsync), so the loop thread never waits on the disk.
   Scheduler(asio::any_io_executor ex, asio::any_io_executor disk, spool::Spool& spool,
-            const config::Config& config);
+            const config::Config& config, std::shared_ptr<tls::ClientContext> upstream_tls);
 
   // Loads every committed message (at start: what a crash or a stop left behind).
   void recover();
@@ -63,6 +67,7 @@ class Scheduler {
 
   asio::any_io_executor ex_;
   asio::any_io_executor disk_;
+  std::shared_ptr<tls::ClientContext> upstream_tls_;
   spool::Spool& spool_;
   const config::Config& config_;
   delivery::RetrySchedule retry_;

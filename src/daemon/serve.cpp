@@ -109,8 +109,9 @@ struct Connection {
 
 class Daemon {
  public:
-  Daemon(const config::Config& cfg, spool::Spool spool)
-      : cfg_(cfg), spool_(std::move(spool)), scheduler_(io_.get_executor(), disk_.get_executor(), spool_, cfg_), signals_(io_) {}
+  Daemon(const config::Config& cfg, spool::Spool spool, std::shared_ptr<tls::ClientContext> upstream_tls)
+      : cfg_(cfg), spool_(std::move(spool)),
+        scheduler_(io_.get_executor(), disk_.get_executor(), spool_, cfg_, std::move(upstream_tls)), signals_(io_) {}
 
   ExitCode run();
 
@@ -474,7 +475,13 @@ ExitCode serve(const config::Config& config) {
   if (geteuid() == 0 && config.run_as.empty()) {
     log::warning("running_as_root", {{"hint", "set run_as = \"mailferry\" in the config"}});
   }
-  Daemon daemon(config, std::move(*spool));
+  // The upstream's trust store (or ca_file) is read once; a bad ca_file stops the start.
+  auto upstream_tls = tls::ClientContext::create(config.upstream.ca_file);
+  if (!upstream_tls) {
+    std::fprintf(stderr, "mailferry: %s\n", upstream_tls.error().message.c_str());
+    return ExitCode::config;
+  }
+  Daemon daemon(config, std::move(*spool), std::move(*upstream_tls));
   return daemon.run();
 }
 

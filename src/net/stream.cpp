@@ -114,6 +114,7 @@ asio::awaitable<bool> Stream::start_tls(std::unique_ptr<tls::TlsEngine> engine, 
       case tls::TlsEngine::Status::failed:
       case tls::TlsEngine::Status::closed:
         tls_error_ = tls_->error();
+        tls_certificate_failed_ = tls_->verification_failed();
         co_return false;
       case tls::TlsEngine::Status::handshaking:
         break;

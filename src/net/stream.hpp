@@ -47,6 +47,8 @@ class Stream {
 
   bool secure() const { return tls_ != nullptr; }
   const std::string& tls_error() const { return tls_error_; }
+  // The handshake failed because the peer's certificate did not verify (chain or host name).
+  bool tls_certificate_failed() const { return tls_certificate_failed_; }
   std::string tls_version() const;
   std::string tls_cipher() const;
   const std::string& peer_address() const { return peer_; }
@@ -61,6 +63,7 @@ class Stream {
   std::string peer_;
   std::unique_ptr<tls::TlsEngine> tls_;
   std::string tls_error_;
+  bool tls_certificate_failed_ = false;
   std::unique_ptr<char[]> raw_;   // ciphertext read buffer, allocated with TLS
 };
 

@@ -11,6 +11,7 @@
 #include <asio/use_awaitable.hpp>
 
 #include "net/stream.hpp"
+#include "tls/tls_engine.hpp"
 
 namespace mailferry::net {
 
@@ -29,67 +30,121 @@ std::string tls_name(config::UpstreamTls t) {
 }
 
 std::string describe(const smtp::client_action::Failed& f) {
+  if (f.reply && !f.detail.empty()) return f.reply->summary() + " (" + f.detail + ")";
   if (f.reply) return f.reply->summary();
   return f.detail;
+}
+
+smtp::ClientPolicy::TlsMode session_tls(config::UpstreamTls t) {
+  switch (t) {
+    case config::UpstreamTls::starttls: return smtp::ClientPolicy::TlsMode::starttls;
+    case config::UpstreamTls::implicit: return smtp::ClientPolicy::TlsMode::implicit;
+    case config::UpstreamTls::none: return smtp::ClientPolicy::TlsMode::none;
+  }
+  return smtp::ClientPolicy::TlsMode::starttls;
+}
+
+smtp::ClientPolicy::AuthMethod session_auth(config::UpstreamAuth a) {
+  switch (a) {
+    case config::UpstreamAuth::auto_: return smtp::ClientPolicy::AuthMethod::auto_;
+    case config::UpstreamAuth::plain: return smtp::ClientPolicy::AuthMethod::plain;
+    case config::UpstreamAuth::login: return smtp::ClientPolicy::AuthMethod::login;
+    case config::UpstreamAuth::xoauth2: return smtp::ClientPolicy::AuthMethod::xoauth2;
+  }
+  return smtp::ClientPolicy::AuthMethod::auto_;
+}
+
+// The probe's words for why a session that connected did not become usable.
+std::string verdict_for(std::optional<smtp::FailureClass> cls, bool certificate_failed) {
+  if (!cls) return "error";
+  switch (*cls) {
+    case smtp::FailureClass::connection: return "error";
+    case smtp::FailureClass::protocol: return "error";
+    case smtp::FailureClass::reply: return "rejected";
+    case smtp::FailureClass::tls_unavailable: return "starttls_missing";
+    case smtp::FailureClass::tls: return certificate_failed ? "certificate" : "error";
+    case smtp::FailureClass::auth_rejected: return "auth_rejected";
+  }
+  return "error";
 }
 
 }  // namespace
 
 UpstreamConnection::UpstreamConnection(std::unique_ptr<Stream> stream, smtp::ClientSession session,
-                                       std::uint16_t port)
-    : stream_(std::move(stream)), session_(std::move(session)), port_(port) {}
+                                       std::uint16_t port, std::string tls_mode,
+                                       std::shared_ptr<tls::ClientContext> tls, std::string host)
+    : stream_(std::move(stream)), session_(std::move(session)), port_(port), tls_mode_(std::move(tls_mode)),
+      tls_(std::move(tls)), host_(std::move(host)) {}
 
 UpstreamConnection::~UpstreamConnection() {
   if (stream_) stream_->close();
 }
 
 asio::awaitable<std::unique_ptr<UpstreamConnection>> UpstreamConnection::open(
-    const config::Upstream& upstream, const std::string& ehlo_name, std::vector<PortAttempt>& attempts) {
+    const config::Upstream& upstream, const UpstreamLogin& login, std::vector<PortAttempt>& attempts) {
   auto ex = co_await asio::this_coro::executor;
   asio::ip::tcp::resolver resolver(ex);
   for (const auto& p : upstream.ports) {
     const auto started = Clock::now();
-    PortAttempt attempt{p.port, tls_name(p.tls), {}, {}};
-    auto finish = [&](std::string verdict) {
+    PortAttempt attempt{p.port, tls_name(p.tls), {}, {}, {}};
+    auto finish = [&](std::string verdict, std::string detail) {
       attempt.verdict = std::move(verdict);
+      attempt.detail = std::move(detail);
       attempt.took = std::chrono::duration_cast<Duration>(Clock::now() - started);
       attempts.push_back(attempt);
     };
-    if (p.tls != config::UpstreamTls::none) {
-      // No credentials and no mail ever cross a connection without TLS: until the TLS engine
-      // exists, such a port cannot be used at all.
-      finish("tls unavailable");
-      continue;
-    }
-    auto [rec, results] = co_await resolver.async_resolve(upstream.host, std::to_string(p.port), use_tuple);
+    const std::string port_text = std::to_string(p.port);
+    auto [rec, results] = co_await resolver.async_resolve(upstream.host, port_text, use_tuple);
     if (rec) {
-      finish("resolve failed: " + rec.message());
+      finish("error", "cannot resolve " + upstream.host + ": " + rec.message());
       continue;
     }
     asio::ip::tcp::socket socket(ex);
     asio::steady_timer timer(ex, Clock::now() + upstream.connect_timeout);
     auto r = co_await (asio::async_connect(socket, results, use_tuple) || timer.async_wait(use_tuple));
     if (r.index() == 1) {
-      finish("timeout");
+      finish("timeout", "no answer within " + std::to_string(upstream.connect_timeout.count()) + " ms");
       continue;
     }
     auto [cec, endpoint] = std::get<0>(r);
     (void)endpoint;
     if (cec) {
-      finish(cec == asio::error::connection_refused ? "refused" : cec.message());
+      if (cec == asio::error::connection_refused) finish("refused", "connection refused");
+      else finish("error", cec.message());
       continue;
     }
     smtp::ClientPolicy policy;
-    policy.ehlo_name = ehlo_name;
-    std::unique_ptr<UpstreamConnection> conn(
-        new UpstreamConnection(std::make_unique<Stream>(std::move(socket)), smtp::ClientSession(policy), p.port));
+    policy.ehlo_name = login.ehlo_name;
+    policy.tls = session_tls(p.tls);
+    if (!login.secret.empty()) {
+      policy.username = upstream.username;
+      policy.password = login.secret;
+      policy.auth = session_auth(upstream.auth);
+    }
+    auto stream = std::make_unique<Stream>(std::move(socket));
+    if (p.tls == config::UpstreamTls::implicit) {
+      // Port 465 style: TLS before the greeting; nothing at all is exchanged in clear.
+      auto engine = tls::TlsEngine::client(login.tls, upstream.host);
+      const auto deadline = Clock::now() + policy.tls_handshake_timeout;
+      const bool ok = co_await stream->start_tls(std::move(engine), deadline);
+      if (!ok) {
+        finish(stream->tls_certificate_failed() ? "certificate" : "error", stream->tls_error());
+        continue;
+      }
+    }
+    std::unique_ptr<UpstreamConnection> conn(new UpstreamConnection(
+        std::move(stream), smtp::ClientSession(policy), p.port, tls_name(p.tls), login.tls, upstream.host));
     conn->session_.handle_connected(Clock::now());
     const Event e = co_await conn->run_until_event();
     if (e == Event::ready) {
-      finish("ok");
+      finish("ok", conn->session_.last_reply() ? conn->session_.last_reply()->summary() : std::string());
       co_return conn;
     }
-    finish(conn->failure_.empty() ? "closed" : conn->failure_);
+    const std::string verdict = verdict_for(conn->failure_class_, conn->certificate_failed_);
+    finish(verdict, conn->failure_.empty() ? "connection closed" : conn->failure_);
+    // The provider's own refusal is its answer for every port: trying the next one would only
+    // repeat it (and an AUTH failure repeated on three ports looks like an attack).
+    if (verdict == "rejected" || verdict == "auth_rejected") break;
   }
   co_return nullptr;
 }
@@ -133,8 +188,21 @@ asio::awaitable<UpstreamConnection::Event> UpstreamConnection::run_until_event()
         co_return Event::message_done;
       } else if (std::holds_alternative<smtp::client_action::Ready>(*action)) {
         co_return Event::ready;
+      } else if (std::holds_alternative<smtp::client_action::StartTls>(*action)) {
+        // Bytes read before this point were plaintext and have gone to the session only; the
+        // handshake starts on a clean socket (the session refuses anything sent after the 220).
+        auto engine = tls::TlsEngine::client(tls_, host_);
+        const auto deadline = session_.poll_deadline().value_or(Clock::now() + std::chrono::minutes(5));
+        const bool ok = co_await stream_->start_tls(std::move(engine), deadline);
+        if (ok) {
+          session_.handle_tls_established(Clock::now());
+        } else {
+          certificate_failed_ = stream_->tls_certificate_failed();
+          session_.handle_tls_failed(stream_->tls_error(), Clock::now());
+        }
       } else if (auto* failed = std::get_if<smtp::client_action::Failed>(&*action)) {
         failure_ = describe(*failed);
+        failure_class_ = failed->cls;
         usable_ = false;
       } else if (std::holds_alternative<smtp::client_action::Close>(*action)) {
         usable_ = false;

@@ -10,18 +10,33 @@
 #include <string>
 #include <vector>
 
+#include "mailferry/base/secret.hpp"
 #include "mailferry/config/config.hpp"
 #include "mailferry/smtp/client_session.hpp"
+
+namespace mailferry::tls {
+class ClientContext;
+}
 
 namespace mailferry::net {
 
 class Stream;
 
+// What open() needs besides [upstream]: who we are and the secret, already read.
+struct UpstreamLogin {
+  std::string ehlo_name;
+  Secret secret;                                   // password or XOAUTH2 access token; empty = no AUTH
+  std::shared_ptr<tls::ClientContext> tls;         // trust store (or ca_file) for verification
+};
+
 // One port tried while opening: what happened and how long it took.
 struct PortAttempt {
   std::uint16_t port = 0;
   std::string tls;        // "none", "starttls", "implicit"
-  std::string verdict;    // "ok", "timeout", "refused", "tls unavailable", or the server's refusal
+  // The `probe` verdicts: "ok", "timeout", "refused", "starttls_missing", "certificate",
+  // "auth_rejected", "rejected"; "error" for other connection failures.
+  std::string verdict;
+  std::string detail;     // one line: the reply, or what failed
   Duration took{};
 };
 
@@ -31,10 +46,12 @@ class UpstreamConnection {
   UpstreamConnection(const UpstreamConnection&) = delete;
   UpstreamConnection& operator=(const UpstreamConnection&) = delete;
 
-  // Tries each configured port in order until one greets and accepts EHLO. nullptr when none does;
-  // `attempts` says why for each port.
+  // Tries each configured port in order until one greets, accepts EHLO, and — as configured —
+  // STARTTLS (required: a port without it counts as blocked) and AUTH. A connection or TLS failure
+  // moves to the next port; an SMTP refusal (AUTH rejected, 5xx greeting) is the provider's answer
+  // and ends the search. nullptr when no port worked; `attempts` says why for each one tried.
   static asio::awaitable<std::unique_ptr<UpstreamConnection>> open(const config::Upstream& upstream,
-                                                                   const std::string& ehlo_name,
+                                                                   const UpstreamLogin& login,
                                                                    std::vector<PortAttempt>& attempts);
 
   // Hands over one message. nullopt when the connection failed before the final reply
@@ -44,11 +61,13 @@ class UpstreamConnection {
 
   bool usable() const { return usable_; }
   std::uint16_t port() const { return port_; }
+  const std::string& tls_mode() const { return tls_mode_; }
   const std::string& failure() const { return failure_; }
 
  private:
   enum class Event { ready, message_done, closed };
-  UpstreamConnection(std::unique_ptr<Stream> stream, smtp::ClientSession session, std::uint16_t port);
+  UpstreamConnection(std::unique_ptr<Stream> stream, smtp::ClientSession session, std::uint16_t port,
+                     std::string tls_mode, std::shared_ptr<tls::ClientContext> tls, std::string host);
   asio::awaitable<Event> run_until_event();
 
   std::unique_ptr<Stream> stream_;
@@ -56,7 +75,12 @@ class UpstreamConnection {
   std::uint16_t port_;
   bool usable_ = true;
   std::string failure_;
+  std::optional<smtp::FailureClass> failure_class_;
+  bool certificate_failed_ = false;
   std::optional<smtp::MessageResult> done_;
+  std::string tls_mode_;
+  std::shared_ptr<tls::ClientContext> tls_;
+  std::string host_;
 };
 
 }  // namespace mailferry::net
