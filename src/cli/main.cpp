@@ -7,6 +7,7 @@
 
 #include "cli/cmd_passwd.hpp"
 #include "daemon/credentials.hpp"
+#include "daemon/probe.hpp"
 #include "daemon/serve.hpp"
 #include "mailferry/base/exit_code.hpp"
 #include "mailferry/config/load_config.hpp"
@@ -44,6 +45,9 @@ int main(int argc, char** argv) {
   serve->add_option("-c,--config", config_flag, "config file (default: $MAILFERRY_CONFIG, then /etc/mailferry/mailferry.toml)");
   auto* check = app.add_subcommand("check-config", "validate the config and print it, secrets masked");
   check->add_option("-c,--config", config_flag, "config file (default: $MAILFERRY_CONFIG, then /etc/mailferry/mailferry.toml)");
+  auto* probe = app.add_subcommand("probe", "test every upstream port, send nothing: one line per port with its "
+                                            "verdict and how long each step took; exit 0 if any port works, 69 if none");
+  probe->add_option("-c,--config", config_flag, "config file (default: $MAILFERRY_CONFIG, then /etc/mailferry/mailferry.toml)");
   auto* passwd = app.add_subcommand("passwd", "read a password (no echo on a terminal, else one line of stdin) "
                                                "and print a crypt(3) hash for [[user]] password_hash");
 
@@ -67,5 +71,10 @@ int main(int argc, char** argv) {
     return 0;
   }
   if (passwd->parsed()) return cli::cmd_passwd();
+  if (probe->parsed()) {
+    auto cfg = load(config_flag);
+    if (!cfg) return fail(ExitCode::config, cfg.error().message);
+    return to_int(daemon::probe(*cfg));
+  }
   return to_int(ExitCode::usage);
 }

@@ -65,9 +65,18 @@ asio::awaitable<ReadOutcome> read_on_pool(spool::Spool* spool, spool::QueueId id
 Scheduler::Scheduler(asio::any_io_executor ex, asio::any_io_executor disk, spool::Spool& spool,
                      const config::Config& config, std::shared_ptr<tls::ClientContext> upstream_tls)
     : ex_(ex), disk_(disk), upstream_tls_(std::move(upstream_tls)), spool_(spool), config_(config),
-      retry_(config.queue.retry_schedule, config.queue.max_age), wake_(ex) {}
+      retry_(config.queue.retry_schedule, config.queue.max_age), ports_(config.upstream.ports), wake_(ex) {}
+
+namespace {
+// spool_dir/upstream-port: the port that worked, so a restart does not wait on a blocked one.
+constexpr std::string_view port_note = "upstream-port";
+}
 
 void Scheduler::recover() {
+  if (auto note = spool_.read_note(port_note)) {
+    const int port = std::atoi(note->c_str());
+    if (port > 0 && port < 65536) ports_.restore_last_good(static_cast<std::uint16_t>(port), Clock::now());
+  }
   std::size_t recovered = 0;
   for (const auto& id : spool_.list(spool::Area::queue)) {
     auto stored = spool_.load(id);
@@ -141,7 +150,12 @@ asio::awaitable<void> Scheduler::deliver(std::vector<spool::QueueId> batch) {
     log::event("credentials", {}, {{"error", why}}, log::Level::error);
   } else {
     login.secret = std::move(secret.secret);
-    conn = co_await net::UpstreamConnection::open(config_.upstream, login, attempts);
+    const auto now = Clock::now();
+    const bool recheck = ports_.recheck_due(now);
+    const auto order = ports_.order(now);
+    if (recheck) ports_.record_recheck(now);
+    conn = co_await net::UpstreamConnection::open(config_.upstream, order, login, attempts);
+    learn_ports(attempts, recheck);
     for (const auto& a : attempts) {
       log::event("connect", {}, {{"host", config_.upstream.host}, {"port", std::to_string(a.port)},
                                  {"tls", a.tls}, {"result", a.verdict}, {"detail", a.detail},
@@ -277,6 +291,23 @@ asio::awaitable<void> Scheduler::finish(const spool::QueueId& id) {
   // Forget it first: it is no longer due, whatever the disk says next.
   queue_.erase(it);
   persist(any_failed ? SpoolOp::fail : SpoolOp::remove, id, env);
+}
+
+void Scheduler::learn_ports(const std::vector<net::PortAttempt>& attempts, bool recheck) {
+  const auto now = Clock::now();
+  for (const auto& a : attempts) {
+    if (a.verdict == "ok") {
+      if (ports_.record_success(a.port, now) || recheck) {
+        const std::string text = std::to_string(a.port) + "\n";
+        if (auto w = spool_.write_note(port_note, text); !w) {
+          log::warning("spool_error", {{"error", w.error().message}});
+        }
+      }
+    } else if (a.verdict != "rejected" && a.verdict != "auth_rejected") {
+      // Blocked, refused, stripped or untrusted: a network problem on that port, not the provider's answer.
+      ports_.record_failure(a.port, now);
+    }
+  }
 }
 
 void Scheduler::persist(SpoolOp op, const spool::QueueId& id, const message::Envelope& env) {

@@ -11,12 +11,14 @@
 
 #include "mailferry/config/config.hpp"
 #include "mailferry/delivery/outcome.hpp"
+#include "mailferry/delivery/port_plan.hpp"
 #include "mailferry/delivery/retry_schedule.hpp"
 #include "mailferry/message/envelope.hpp"
 #include "mailferry/spool/spool.hpp"
 
 namespace mailferry::net {
 class UpstreamConnection;
+struct PortAttempt;
 }
 namespace mailferry::tls {
 class ClientContext;
@@ -41,6 +43,8 @@ class Scheduler {
   void stop();
   // Deliveries under way (a stop waits for them, within a bound).
   int active_sessions() const { return active_sessions_; }
+  // The upstream port in use now; 0 before the first connection.
+  std::uint16_t upstream_port() const { return ports_.last_good().value_or(0); }
 
  private:
   struct Entry {
@@ -60,6 +64,8 @@ class Scheduler {
   asio::awaitable<void> finish(const spool::QueueId& id);
   // Writes the outcome to the spool on the disk pool, without waiting for it.
   void persist(SpoolOp op, const spool::QueueId& id, const message::Envelope& env);
+  // Feeds what the attempts showed into the port plan; keeps the port that worked in the spool.
+  void learn_ports(const std::vector<net::PortAttempt>& attempts, bool recheck);
   void wake() { wake_.cancel(); }
 
   static constexpr std::size_t max_batch = 100;       // messages per upstream connection
@@ -71,6 +77,7 @@ class Scheduler {
   spool::Spool& spool_;
   const config::Config& config_;
   delivery::RetrySchedule retry_;
+  delivery::PortPlan ports_;
   std::map<spool::QueueId, Entry> queue_;   // ordered by id, so oldest first
   asio::steady_timer wake_;
   int active_sessions_ = 0;

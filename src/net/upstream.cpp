@@ -10,6 +10,7 @@
 #include <asio/this_coro.hpp>
 #include <asio/use_awaitable.hpp>
 
+#include "mailferry/config/units.hpp"
 #include "net/stream.hpp"
 #include "tls/tls_engine.hpp"
 
@@ -81,71 +82,89 @@ UpstreamConnection::~UpstreamConnection() {
 }
 
 asio::awaitable<std::unique_ptr<UpstreamConnection>> UpstreamConnection::open(
-    const config::Upstream& upstream, const UpstreamLogin& login, std::vector<PortAttempt>& attempts) {
-  auto ex = co_await asio::this_coro::executor;
-  asio::ip::tcp::resolver resolver(ex);
-  for (const auto& p : upstream.ports) {
-    const auto started = Clock::now();
-    PortAttempt attempt{p.port, tls_name(p.tls), {}, {}, {}};
-    auto finish = [&](std::string verdict, std::string detail) {
-      attempt.verdict = std::move(verdict);
-      attempt.detail = std::move(detail);
-      attempt.took = std::chrono::duration_cast<Duration>(Clock::now() - started);
-      attempts.push_back(attempt);
-    };
-    const std::string port_text = std::to_string(p.port);
-    auto [rec, results] = co_await resolver.async_resolve(upstream.host, port_text, use_tuple);
-    if (rec) {
-      finish("error", "cannot resolve " + upstream.host + ": " + rec.message());
-      continue;
-    }
-    asio::ip::tcp::socket socket(ex);
-    asio::steady_timer timer(ex, Clock::now() + upstream.connect_timeout);
-    auto r = co_await (asio::async_connect(socket, results, use_tuple) || timer.async_wait(use_tuple));
-    if (r.index() == 1) {
-      finish("timeout", "no answer within " + std::to_string(upstream.connect_timeout.count()) + " ms");
-      continue;
-    }
-    auto [cec, endpoint] = std::get<0>(r);
-    (void)endpoint;
-    if (cec) {
-      if (cec == asio::error::connection_refused) finish("refused", "connection refused");
-      else finish("error", cec.message());
-      continue;
-    }
-    smtp::ClientPolicy policy;
-    policy.ehlo_name = login.ehlo_name;
-    policy.tls = session_tls(p.tls);
-    if (!login.secret.empty()) {
-      policy.username = upstream.username;
-      policy.password = login.secret;
-      policy.auth = session_auth(upstream.auth);
-    }
-    auto stream = std::make_unique<Stream>(std::move(socket));
-    if (p.tls == config::UpstreamTls::implicit) {
-      // Port 465 style: TLS before the greeting; nothing at all is exchanged in clear.
-      auto engine = tls::TlsEngine::client(login.tls, upstream.host);
-      const auto deadline = Clock::now() + policy.tls_handshake_timeout;
-      const bool ok = co_await stream->start_tls(std::move(engine), deadline);
-      if (!ok) {
-        finish(stream->tls_certificate_failed() ? "certificate" : "error", stream->tls_error());
-        continue;
-      }
-    }
-    std::unique_ptr<UpstreamConnection> conn(new UpstreamConnection(
-        std::move(stream), smtp::ClientSession(policy), p.port, tls_name(p.tls), login.tls, upstream.host));
-    conn->session_.handle_connected(Clock::now());
-    const Event e = co_await conn->run_until_event();
-    if (e == Event::ready) {
-      finish("ok", conn->session_.last_reply() ? conn->session_.last_reply()->summary() : std::string());
-      co_return conn;
-    }
-    const std::string verdict = verdict_for(conn->failure_class_, conn->certificate_failed_);
-    finish(verdict, conn->failure_.empty() ? "connection closed" : conn->failure_);
+    const config::Upstream& upstream, const std::vector<config::UpstreamPort>& order, const UpstreamLogin& login,
+    std::vector<PortAttempt>& attempts) {
+  for (const auto& p : order) {
+    PortAttempt attempt;
+    auto conn = co_await try_port(upstream, p, login, attempt);
+    attempts.push_back(attempt);
+    if (conn) co_return conn;
     // The provider's own refusal is its answer for every port: trying the next one would only
     // repeat it (and an AUTH failure repeated on three ports looks like an attack).
-    if (verdict == "rejected" || verdict == "auth_rejected") break;
+    if (attempt.verdict == "rejected" || attempt.verdict == "auth_rejected") break;
   }
+  co_return nullptr;
+}
+
+asio::awaitable<std::unique_ptr<UpstreamConnection>> UpstreamConnection::try_port(
+    const config::Upstream& upstream, const config::UpstreamPort& p, const UpstreamLogin& login, PortAttempt& attempt) {
+  auto ex = co_await asio::this_coro::executor;
+  const auto started = Clock::now();
+  attempt = PortAttempt{p.port, tls_name(p.tls), {}, {}, {}, {}, {}, {}, {}};
+  auto since_start = [&] { return std::chrono::duration_cast<Duration>(Clock::now() - started); };
+  auto finish = [&](std::string verdict, std::string detail) {
+    attempt.verdict = std::move(verdict);
+    attempt.detail = std::move(detail);
+    attempt.took = since_start();
+  };
+  asio::ip::tcp::resolver resolver(ex);
+  const std::string port_text = std::to_string(p.port);
+  auto [rec, results] = co_await resolver.async_resolve(upstream.host, port_text, use_tuple);
+  if (rec) {
+    finish("error", "cannot resolve " + upstream.host + ": " + rec.message());
+    co_return nullptr;
+  }
+  // Every address the name has (IPv6 and IPv4), within one connect_timeout.
+  asio::ip::tcp::socket socket(ex);
+  asio::steady_timer timer(ex, started + upstream.connect_timeout);
+  auto r = co_await (asio::async_connect(socket, results, use_tuple) || timer.async_wait(use_tuple));
+  if (r.index() == 1) {
+    finish("timeout", "no answer within " + config::format_duration(upstream.connect_timeout));
+    co_return nullptr;
+  }
+  auto [cec, endpoint] = std::get<0>(r);
+  (void)endpoint;
+  if (cec) {
+    if (cec == asio::error::connection_refused) finish("refused", "connection refused");
+    else finish("error", cec.message());
+    co_return nullptr;
+  }
+  attempt.connected = since_start();
+  smtp::ClientPolicy policy;
+  policy.ehlo_name = login.ehlo_name;
+  policy.tls = session_tls(p.tls);
+  if (!login.secret.empty()) {
+    policy.username = upstream.username;
+    policy.password = login.secret;
+    policy.auth = session_auth(upstream.auth);
+  }
+  auto stream = std::make_unique<Stream>(std::move(socket));
+  if (p.tls == config::UpstreamTls::implicit) {
+    // Port 465 style: TLS before the greeting; nothing at all is exchanged in clear.
+    auto engine = tls::TlsEngine::client(login.tls, upstream.host);
+    const auto deadline = Clock::now() + policy.tls_handshake_timeout;
+    const bool ok = co_await stream->start_tls(std::move(engine), deadline);
+    if (!ok) {
+      finish(stream->tls_certificate_failed() ? "certificate" : "error", stream->tls_error());
+      co_return nullptr;
+    }
+    attempt.tls_done = since_start();
+  }
+  const bool authenticating = !policy.username.empty();
+  std::unique_ptr<UpstreamConnection> conn(new UpstreamConnection(
+      std::move(stream), smtp::ClientSession(policy), p.port, tls_name(p.tls), login.tls, upstream.host));
+  conn->started_ = started;
+  conn->timings_ = &attempt;
+  conn->session_.handle_connected(Clock::now());
+  const Event e = co_await conn->run_until_event();
+  conn->timings_ = nullptr;
+  if (e == Event::ready) {
+    if (authenticating) attempt.auth_done = since_start();
+    finish("ok", conn->session_.last_reply() ? conn->session_.last_reply()->summary() : std::string());
+    co_return conn;
+  }
+  finish(verdict_for(conn->failure_class_, conn->certificate_failed_),
+         conn->failure_.empty() ? "connection closed" : conn->failure_);
   co_return nullptr;
 }
 
@@ -195,6 +214,7 @@ asio::awaitable<UpstreamConnection::Event> UpstreamConnection::run_until_event()
         const auto deadline = session_.poll_deadline().value_or(Clock::now() + std::chrono::minutes(5));
         const bool ok = co_await stream_->start_tls(std::move(engine), deadline);
         if (ok) {
+          if (timings_) timings_->tls_done = std::chrono::duration_cast<Duration>(Clock::now() - started_);
           session_.handle_tls_established(Clock::now());
         } else {
           certificate_failed_ = stream_->tls_certificate_failed();
@@ -219,6 +239,9 @@ asio::awaitable<UpstreamConnection::Event> UpstreamConnection::run_until_event()
       session_.handle_eof(now);
     } else {
       session_.handle_bytes(std::span<const char>(buffer.data(), r.bytes), now);
+      if (timings_ && !timings_->banner && session_.state() != smtp::ClientState::greeting) {
+        timings_->banner = std::chrono::duration_cast<Duration>(now - started_);
+      }
     }
   }
 }

@@ -38,6 +38,8 @@ struct PortAttempt {
   std::string verdict;
   std::string detail;     // one line: the reply, or what failed
   Duration took{};
+  // How long each step took from the start of the attempt, where it was reached.
+  std::optional<Duration> connected, banner, tls_done, auth_done;
 };
 
 class UpstreamConnection {
@@ -51,8 +53,14 @@ class UpstreamConnection {
   // moves to the next port; an SMTP refusal (AUTH rejected, 5xx greeting) is the provider's answer
   // and ends the search. nullptr when no port worked; `attempts` says why for each one tried.
   static asio::awaitable<std::unique_ptr<UpstreamConnection>> open(const config::Upstream& upstream,
+                                                                   const std::vector<config::UpstreamPort>& order,
                                                                    const UpstreamLogin& login,
                                                                    std::vector<PortAttempt>& attempts);
+  // One port: connect, greeting, EHLO, TLS, AUTH. nullptr when it did not get that far.
+  static asio::awaitable<std::unique_ptr<UpstreamConnection>> try_port(const config::Upstream& upstream,
+                                                                       const config::UpstreamPort& port,
+                                                                       const UpstreamLogin& login,
+                                                                       PortAttempt& attempt);
 
   // Hands over one message. nullopt when the connection failed before the final reply
   // (failure() says why); the connection is then unusable.
@@ -81,6 +89,8 @@ class UpstreamConnection {
   std::string tls_mode_;
   std::shared_ptr<tls::ClientContext> tls_;
   std::string host_;
+  TimePoint started_{};
+  PortAttempt* timings_ = nullptr;   // filled while open() drives the session to Ready
 };
 
 }  // namespace mailferry::net

@@ -717,3 +717,39 @@ Result<void> Spool::quarantine(const QueueId& id) {
 }
 
 }  // namespace mailferry::spool
+
+namespace mailferry::spool {
+
+Result<void> Spool::write_note(std::string_view name, std::string_view content) {
+  const Dirs& dirs = *s_->dirs;
+  const std::string target(name);
+  const std::string tmp = target + ".tmp";
+  Fd fd(::openat(dirs.root.get(), tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, 0600));
+  if (!fd.valid()) return sys_error(dirs.path, "cannot create " + tmp, errno);
+  if (int err = write_all(fd.get(), content.data(), content.size())) return sys_error(dirs.path, "cannot write " + tmp, err);
+  if (int err = fsync_fd(fd.get())) return sys_error(dirs.path, "cannot fsync " + tmp, err);
+  if (int err = fd.close_checked()) return sys_error(dirs.path, "cannot close " + tmp, err);
+  // rename: a reader sees the old note or the new one, never half of one.
+  if (::renameat(dirs.root.get(), tmp.c_str(), dirs.root.get(), target.c_str()) != 0) {
+    return sys_error(dirs.path, "cannot rename " + tmp, errno);
+  }
+  return {};
+}
+
+std::optional<std::string> Spool::read_note(std::string_view name) const {
+  const Dirs& dirs = *s_->dirs;
+  const std::string target(name);
+  Fd fd(::openat(dirs.root.get(), target.c_str(), O_RDONLY | O_CLOEXEC | O_NOFOLLOW));
+  if (!fd.valid()) return std::nullopt;
+  std::string out;
+  char buf[256];
+  while (out.size() < 4096) {
+    const ssize_t n = ::read(fd.get(), buf, sizeof buf);
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) break;
+    out.append(buf, static_cast<std::size_t>(n));
+  }
+  return out;
+}
+
+}  // namespace mailferry::spool

@@ -14,6 +14,8 @@
 
 #include <cstdint>
 #include <memory>
+#include <optional>
+#include <string_view>
 #include <span>
 #include <string>
 #include <vector>
@@ -94,6 +96,12 @@ class Spool {
   Result<void> quarantine(const QueueId& id);
 
   const std::string& dir() const;
+
+  // Small facts the daemon keeps across restarts (the upstream port that worked), as
+  // spool_dir/<name>. Not durability-critical: a lost note only costs one slower first delivery.
+  // `name` is a fixed word chosen by the caller, never user input.
+  Result<void> write_note(std::string_view name, std::string_view content);
+  std::optional<std::string> read_note(std::string_view name) const;
 
  private:
   struct State;
