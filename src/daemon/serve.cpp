@@ -9,6 +9,9 @@
 #include <asio/experimental/as_tuple.hpp>
 #include <asio/io_context.hpp>
 #include <asio/ip/tcp.hpp>
+#include <asio/local/stream_protocol.hpp>
+#include <pwd.h>
+#include <sys/socket.h>
 #include <asio/signal_set.hpp>
 #include <asio/steady_timer.hpp>
 #include <asio/thread_pool.hpp>
@@ -102,6 +105,18 @@ asio::awaitable<void> refuse_connection(asio::ip::tcp::socket socket, std::strin
   stream.close();
 }
 
+// The name of the local user at the other end of a local socket, for logs and Received:.
+std::string local_peer(net::Stream::Socket& socket) {
+  ucred cred{};
+  socklen_t len = sizeof cred;
+  if (::getsockopt(socket.native_handle(), SOL_SOCKET, SO_PEERCRED, &cred, &len) != 0) return "local";
+  char buf[1024];
+  passwd pw{};
+  passwd* found = nullptr;
+  if (::getpwuid_r(cred.uid, &pw, buf, sizeof buf, &found) == 0 && found) return std::string("local:") + pw.pw_name;
+  return "local:uid" + std::to_string(cred.uid);
+}
+
 struct Connection {
   smtp::ServerSession* session;
   net::Stream* stream;
@@ -117,7 +132,9 @@ class Daemon {
 
  private:
   asio::awaitable<void> accept_loop(asio::ip::tcp::acceptor& acceptor, const config::Listen& listen);
-  asio::awaitable<void> serve_connection(asio::ip::tcp::socket socket, const config::Listen& listen);
+  asio::awaitable<void> accept_local(asio::local::stream_protocol::acceptor& acceptor);
+  asio::awaitable<void> serve_connection(net::Stream::Socket socket, std::string peer, bool peer_trusted,
+                                         const config::Listen& listen);
   asio::awaitable<smtp::AuthResult> authenticate(const smtp::server_action::Authenticate& auth,
                                                  const std::string& client, const config::Listen& listen);
   void on_signal(int signo);
@@ -130,6 +147,7 @@ class Daemon {
   Scheduler scheduler_;
   asio::signal_set signals_;
   std::list<asio::ip::tcp::acceptor> acceptors_;
+  asio::local::stream_protocol::acceptor local_acceptor_{io_};
   std::list<Connection> connections_;
   std::map<std::string, int> per_address_;
   std::shared_ptr<tls::ServerContext> server_tls_;   // loaded once: the key stays parsed between handshakes
@@ -179,6 +197,22 @@ ExitCode Daemon::run() {
       if (e) log::error("crash", {{"where", "accept"}});
     });
   }
+  // The local socket where `mailferry sendmail` hands messages over (any local user may connect:
+  // an abstract socket has no file permissions, and lives in this network namespace only).
+  {
+    std::error_code ec;
+    local_acceptor_.open(asio::local::stream_protocol(), ec);
+    if (!ec) local_acceptor_.bind(asio::local::stream_protocol::endpoint(local_socket_name(cfg_)), ec);
+    if (!ec) local_acceptor_.listen(asio::socket_base::max_listen_connections, ec);
+    if (ec) {
+      std::fprintf(stderr, "mailferry: cannot open the local sendmail socket for %s: %s (is another mailferry "
+                   "running with this spool?)\n", cfg_.spool_dir.c_str(), ec.message().c_str());
+      return ExitCode::unavailable;
+    }
+    asio::co_spawn(io_, accept_local(local_acceptor_), [](std::exception_ptr e) {
+      if (e) log::error("crash", {{"where", "accept_local"}});
+    });
+  }
   scheduler_.recover();
   asio::co_spawn(io_, scheduler_.run(), [](std::exception_ptr e) {
     if (e) log::error("crash", {{"where", "scheduler"}});
@@ -213,6 +247,10 @@ void Daemon::on_signal(int signo) {
     std::error_code ec;
     a.close(ec);
   }
+  {
+    std::error_code ec;
+    local_acceptor_.close(ec);
+  }
   scheduler_.stop();
   // Idle sessions get 421 now; a session in a transaction finishes it first.
   const auto now = Clock::now();
@@ -228,6 +266,28 @@ void Daemon::on_signal(int signo) {
 
 void Daemon::maybe_exit() {
   if (stopping_ && connections_.empty() && scheduler_.active_sessions() == 0) io_.stop();
+}
+
+asio::awaitable<void> Daemon::accept_local(asio::local::stream_protocol::acceptor& acceptor) {
+  // Messages from local users: trusted like loopback on an auth = "none" listener, counted as
+  // listener "sendmail".
+  static const config::Listen sendmail_listener{"sendmail", "", 0, config::ListenTls::none,
+                                                config::ListenAuth::none, false, {}};
+  while (!stopping_) {
+    auto [ec, socket] = co_await acceptor.async_accept(use_tuple);
+    if (ec) {
+      if (ec == asio::error::operation_aborted || stopping_) co_return;
+      log::warning("accept_error", {{"listener", "sendmail"}, {"error", ec.message()}});
+      continue;
+    }
+    if (connections_.size() >= max_connections) continue;
+    net::Stream::Socket generic(std::move(socket));
+    std::string peer = local_peer(generic);
+    asio::co_spawn(io_, serve_connection(std::move(generic), std::move(peer), true, sendmail_listener),
+                   [](std::exception_ptr e) {
+                     if (e) log::error("crash", {{"where", "session"}});
+                   });
+  }
 }
 
 asio::awaitable<void> Daemon::accept_loop(asio::ip::tcp::acceptor& acceptor, const config::Listen& listen) {
@@ -249,7 +309,9 @@ asio::awaitable<void> Daemon::accept_loop(asio::ip::tcp::acceptor& acceptor, con
       continue;
     }
     ++per_address_[peer];
-    asio::co_spawn(io_, serve_connection(std::move(socket), listen), [this, peer](std::exception_ptr e) {
+    const bool peer_trusted = trusted(cfg_, socket.remote_endpoint(pec).address()) && !pec;
+    asio::co_spawn(io_, serve_connection(net::Stream::Socket(std::move(socket)), peer, peer_trusted, listen),
+                   [this, peer](std::exception_ptr e) {
       if (e) log::error("crash", {{"where", "session"}});
       if (--per_address_[peer] <= 0) per_address_.erase(peer);
     });
@@ -335,15 +397,14 @@ asio::awaitable<smtp::AuthResult> Daemon::authenticate(const smtp::server_action
   co_return result;
 }
 
-asio::awaitable<void> Daemon::serve_connection(asio::ip::tcp::socket socket, const config::Listen& listen) {
-  std::error_code ec;
-  const auto peer_addr = socket.remote_endpoint(ec).address();
-  net::Stream stream(std::move(socket));
+asio::awaitable<void> Daemon::serve_connection(net::Stream::Socket socket, std::string peer, bool peer_trusted,
+                                               const config::Listen& listen) {
+  net::Stream stream(std::move(socket), std::move(peer));
   smtp::SessionPolicy policy;
   policy.hostname = cfg_.hostname;
   policy.limits.max_message_size = cfg_.max_message_size;
   policy.auth_required = listen.auth == config::ListenAuth::required;
-  policy.peer_trusted = !ec && trusted(cfg_, peer_addr);
+  policy.peer_trusted = peer_trusted;
   policy.starttls_offered = listen.tls == config::ListenTls::starttls;
   policy.implicit_tls = listen.tls == config::ListenTls::implicit;
   policy.auth_offered = !cfg_.users.empty();
@@ -464,6 +525,11 @@ asio::awaitable<void> Daemon::serve_connection(asio::ip::tcp::socket socket, con
 }
 
 }  // namespace
+
+std::string local_socket_name(const config::Config& config) {
+  // Abstract namespace (leading NUL): no file to create, permission or clean up after a crash.
+  return std::string(1, '\0') + "mailferry:" + config.spool_dir;
+}
 
 ExitCode serve(const config::Config& config) {
   install_log_sink(config.log_format);

@@ -2,9 +2,14 @@
 #pragma once
 
 #include "mailferry/base/exit_code.hpp"
+#include <string>
+
 #include "mailferry/config/config.hpp"
 
 namespace mailferry::daemon {
+
+// The local socket a running daemon accepts `sendmail` hand-offs on (one per spool directory).
+std::string local_socket_name(const config::Config& config);
 
 // Runs until SIGTERM/SIGINT. Returns the exit code; start-up failures print one line first.
 ExitCode serve(const config::Config& config);

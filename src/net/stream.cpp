@@ -8,6 +8,7 @@
 #include <asio/steady_timer.hpp>
 #include <asio/use_awaitable.hpp>
 #include <asio/write.hpp>
+#include <sys/socket.h>
 
 #include "tls/tls_engine.hpp"
 
@@ -19,17 +20,26 @@ constexpr auto use_tuple = asio::experimental::as_tuple(asio::use_awaitable);
 constexpr std::size_t raw_buffer_size = 17 * 1024;   // one TLS record and its overhead
 }
 
-Stream::Stream(asio::ip::tcp::socket socket) : socket_(std::move(socket)) {
+
+Stream::Stream(asio::ip::tcp::socket socket) : Stream(Socket(std::move(socket)), std::string()) {}
+
+Stream::Stream(Socket socket, std::string peer) : socket_(std::move(socket)), peer_(std::move(peer)) {
   std::error_code ec;
-  auto ep = socket_.remote_endpoint(ec);
-  if (!ec) {
-    auto addr = ep.address();
-    // A v4 client on a dual-stack socket is shown as v4, as users write it in trusted_networks.
-    if (addr.is_v6() && addr.to_v6().is_v4_mapped()) addr = asio::ip::make_address_v4(asio::ip::v4_mapped, addr.to_v6());
-    peer_ = addr.to_string();
+  if (socket_.local_endpoint(ec).protocol().family() != AF_UNIX) {
+    if (peer_.empty()) {
+      // The generic socket lost the TCP type; ask the kernel for the peer as a TCP endpoint.
+      asio::ip::tcp::endpoint ep;
+      socklen_t len = static_cast<socklen_t>(ep.capacity());
+      if (::getpeername(socket_.native_handle(), ep.data(), &len) == 0) {
+        ep.resize(len);
+        auto addr = ep.address();
+        if (addr.is_v6() && addr.to_v6().is_v4_mapped()) addr = asio::ip::make_address_v4(asio::ip::v4_mapped, addr.to_v6());
+        peer_ = addr.to_string();
+      }
+    }
+    // Replies and message data are written as whole buffers: no Nagle stall on the last segment.
+    socket_.set_option(asio::ip::tcp::no_delay(true), ec);
   }
-  // Replies and message data are written as whole buffers: no Nagle stall on the last segment.
-  socket_.set_option(asio::ip::tcp::no_delay(true), ec);
 }
 
 Stream::~Stream() = default;

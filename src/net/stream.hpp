@@ -5,6 +5,7 @@
 #pragma once
 
 #include <asio/awaitable.hpp>
+#include <asio/generic/stream_protocol.hpp>
 #include <asio/ip/tcp.hpp>
 #include <cstddef>
 #include <memory>
@@ -31,7 +32,9 @@ struct ReadResult {
 
 class Stream {
  public:
-  explicit Stream(asio::ip::tcp::socket socket);
+  using Socket = asio::generic::stream_protocol::socket;   // TCP, or the local sendmail socket
+  explicit Stream(asio::ip::tcp::socket socket);            // peer address taken from the socket
+  Stream(Socket socket, std::string peer);
   ~Stream();
   Stream(const Stream&) = delete;
   Stream& operator=(const Stream&) = delete;
@@ -52,14 +55,14 @@ class Stream {
   std::string tls_version() const;
   std::string tls_cipher() const;
   const std::string& peer_address() const { return peer_; }
-  asio::ip::tcp::socket& socket() { return socket_; }
+  Socket& socket() { return socket_; }
 
  private:
   asio::awaitable<ReadResult> read_raw(std::span<char> buffer, std::optional<TimePoint> deadline);
   asio::awaitable<bool> write_raw(std::string_view bytes, TimePoint deadline);
   asio::awaitable<bool> flush_tls(TimePoint deadline);
 
-  asio::ip::tcp::socket socket_;
+  Socket socket_;
   std::string peer_;
   std::unique_ptr<tls::TlsEngine> tls_;
   std::string tls_error_;

@@ -133,6 +133,9 @@ asio::awaitable<std::unique_ptr<UpstreamConnection>> UpstreamConnection::try_por
   smtp::ClientPolicy policy;
   policy.ehlo_name = login.ehlo_name;
   policy.tls = session_tls(p.tls);
+  // RFC 5321 allows 5 minutes for the greeting; a port that connects and stays silent that long
+  // is a tarpit or a blocked port behind a proxy, and the next port should get its chance sooner.
+  policy.greeting_timeout = 2 * upstream.connect_timeout;
   if (!login.secret.empty()) {
     policy.username = upstream.username;
     policy.password = login.secret;
@@ -163,8 +166,11 @@ asio::awaitable<std::unique_ptr<UpstreamConnection>> UpstreamConnection::try_por
     finish("ok", conn->session_.last_reply() ? conn->session_.last_reply()->summary() : std::string());
     co_return conn;
   }
-  finish(verdict_for(conn->failure_class_, conn->certificate_failed_),
-         conn->failure_.empty() ? "connection closed" : conn->failure_);
+  // A port that accepts and then says nothing (a tarpit, a transparent proxy of a blocked port)
+  // is as blocked as one that drops the SYN.
+  const std::string verdict = conn->timed_out_ ? std::string("timeout")
+                                               : verdict_for(conn->failure_class_, conn->certificate_failed_);
+  finish(verdict, conn->failure_.empty() ? "connection closed" : conn->failure_);
   co_return nullptr;
 }
 
@@ -233,6 +239,7 @@ asio::awaitable<UpstreamConnection::Event> UpstreamConnection::run_until_event()
     const auto r = co_await stream_->read_some(buffer, session_.poll_deadline());
     const auto now = Clock::now();
     if (r.timed_out) {
+      timed_out_ = true;
       session_.handle_timeout(now);
     } else if (r.bytes == 0 || r.error) {
       if (failure_.empty() && r.error) failure_ = r.error.message();

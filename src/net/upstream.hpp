@@ -85,6 +85,7 @@ class UpstreamConnection {
   std::string failure_;
   std::optional<smtp::FailureClass> failure_class_;
   bool certificate_failed_ = false;
+  bool timed_out_ = false;   // the session ended on a deadline (tarpit, stalled server)
   std::optional<smtp::MessageResult> done_;
   std::string tls_mode_;
   std::shared_ptr<tls::ClientContext> tls_;
