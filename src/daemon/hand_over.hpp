@@ -1,0 +1,33 @@
+// hand_over.hpp: how `mailferry sendmail` gets one message out — to the running daemon over its
+// local socket (done once the daemon has spooled it), or, with no daemon (a container), straight
+// to the upstream with the same port order and TLS rules (done only once the upstream accepted).
+// No Asio here: cli includes it.
+#pragma once
+
+#include <string>
+#include <vector>
+
+#include "mailferry/base/exit_code.hpp"
+#include "mailferry/config/config.hpp"
+
+namespace mailferry::daemon {
+
+struct HandOver {
+  std::string sender;                    // empty = null sender
+  std::vector<std::string> recipients;
+  std::string message;                   // CRLF lines, not dot-stuffed
+  bool body_8bit = false;
+};
+
+struct HandOverResult {
+  ExitCode code = ExitCode::ok;
+  std::string error;      // one line for stderr when code is not ok
+  std::string queue_id;   // the daemon's id, when it took the message
+  bool via_daemon = false;
+};
+
+// `config_ok`: the config file could be read. Without it only the daemon path is possible (the
+// socket's name needs spool_dir, whose default is then assumed).
+HandOverResult hand_over(const config::Config& config, bool config_ok, const HandOver& message);
+
+}  // namespace mailferry::daemon
