@@ -10,6 +10,7 @@ PACKAGES=(
   libasio-dev libmbedtls-dev libcli11-dev libtomlplusplus-dev libcrypt-dev   # libraries
   catch2                                     # unit tests
   python3 python3-aiosmtpd swaks             # integration tests and the demo
+  nftables iproute2                          # port-fallback tests (netns, SYN drops)
 )
 
 always=false

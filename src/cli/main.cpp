@@ -6,6 +6,7 @@
 #include <string>
 
 #include "cli/cmd_passwd.hpp"
+#include "cli/cmd_sendmail.hpp"
 #include "daemon/credentials.hpp"
 #include "daemon/probe.hpp"
 #include "daemon/serve.hpp"
@@ -36,6 +37,14 @@ int fail(ExitCode code, const std::string& message) {
 }  // namespace
 
 int main(int argc, char** argv) {
+  // Invoked as `sendmail` (a symlink or hard link), or as `mailferry sendmail`: sendmail's own
+  // options, which no general-purpose parser understands (-FCronDaemon, -oi, -ti …).
+  const std::string program = argc > 0 ? argv[0] : "mailferry";
+  const std::string base = program.substr(program.rfind('/') + 1);
+  if (base == "sendmail") return cli::cmd_sendmail(std::vector<std::string>(argv + 1, argv + argc));
+  if (argc > 1 && std::string(argv[1]) == "sendmail") {
+    return cli::cmd_sendmail(std::vector<std::string>(argv + 2, argv + argc));
+  }
   CLI::App app{"mailferry: an SMTP submission relay that forwards every message to one upstream provider"};
   app.set_version_flag("--version", std::string("mailferry ") + MAILFERRY_VERSION);
   app.require_subcommand(1);
@@ -48,6 +57,7 @@ int main(int argc, char** argv) {
   auto* probe = app.add_subcommand("probe", "test every upstream port, send nothing: one line per port with its "
                                             "verdict and how long each step took; exit 0 if any port works, 69 if none");
   probe->add_option("-c,--config", config_flag, "config file (default: $MAILFERRY_CONFIG, then /etc/mailferry/mailferry.toml)");
+  app.add_subcommand("sendmail", "read a message on stdin and send it (sendmail options: -t -i -f -F -bs …)");
   auto* passwd = app.add_subcommand("passwd", "read a password (no echo on a terminal, else one line of stdin) "
                                                "and print a crypt(3) hash for [[user]] password_hash");
 

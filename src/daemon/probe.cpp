@@ -27,6 +27,10 @@ std::string explain(const net::PortAttempt& a, const config::Upstream& up) {
     if (a.auth_done) steps += ", AUTH " + ms(a.auth_done);
     return steps;
   }
+  if (a.verdict == "timeout" && a.connected) {
+    return "port " + port + " accepted the connection but the server never greeted (" + a.detail +
+           ") — a tarpit, or a proxy in front of a blocked port";
+  }
   if (a.verdict == "timeout") {
     return "port " + port + " timed out after " + config::format_duration(up.connect_timeout) +
            " — your ISP or a firewall probably blocks it";

@@ -91,6 +91,16 @@ HeaderInfo walk(std::string_view m, F&& on_field) {
   return info;
 }
 
+// Unfolding removes the line breaks only; the white space that follows them stays.
+std::string unfold(std::string_view raw) {
+  std::string value;
+  value.reserve(raw.size());
+  for (char c : raw) {
+    if (c != '\r' && c != '\n') value += c;
+  }
+  return std::string(trim(value));
+}
+
 }  // namespace
 
 HeaderInfo scan_headers(std::string_view message) {
@@ -112,13 +122,15 @@ std::optional<std::string> header_value(std::string_view message, std::string_vi
   std::optional<std::string> found;
   walk(message, [&](std::string_view field, std::string_view raw) {
     if (found || !iequals(field, name)) return;
-    // Unfolding removes the line breaks only; the white space that follows them stays.
-    std::string value;
-    value.reserve(raw.size());
-    for (char c : raw) {
-      if (c != '\r' && c != '\n') value += c;
-    }
-    found = std::string(trim(value));
+    found = unfold(raw);
+  });
+  return found;
+}
+
+std::vector<std::string> header_values(std::string_view message, std::string_view name) {
+  std::vector<std::string> found;
+  walk(message, [&](std::string_view field, std::string_view raw) {
+    if (iequals(field, name)) found.push_back(unfold(raw));
   });
   return found;
 }

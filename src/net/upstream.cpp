@@ -31,6 +31,10 @@ std::string tls_name(config::UpstreamTls t) {
 }
 
 std::string describe(const smtp::client_action::Failed& f) {
+  // TLS failures carry a reply the session made up so one classifier decides; the detail says it
+  // in words, and the made-up reply would only repeat it.
+  const bool synthetic = f.cls == smtp::FailureClass::tls_unavailable || f.cls == smtp::FailureClass::tls;
+  if (synthetic && !f.detail.empty()) return f.detail;
   if (f.reply && !f.detail.empty()) return f.reply->summary() + " (" + f.detail + ")";
   if (f.reply) return f.reply->summary();
   return f.detail;

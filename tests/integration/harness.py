@@ -154,6 +154,7 @@ class Upstream:
         self.workdir = workdir
         self.maildir = os.path.join(workdir, name + "-maildir")
         self.log_path = os.path.join(workdir, name + ".log")
+        self.transcript_path = os.path.join(workdir, name + ".transcript")
         self.requested_port = port
         self.port = port
         self.args = list(args or [])
@@ -163,7 +164,8 @@ class Upstream:
         os.makedirs(self.maildir, exist_ok=True)
         self._log = open(self.log_path, "ab")
         self.proc = spawn([PYTHON, str(UPSTREAM_PY), "--port", str(self.requested_port),
-                           "--maildir", self.maildir, *self.args],
+                           "--maildir", self.maildir, "--transcript", self.transcript_path,
+                           *self.args],
                           stdout=subprocess.PIPE, stderr=self._log)
         deadline = time.monotonic() + timeout
         line = b""
@@ -195,6 +197,27 @@ class Upstream:
             return Path(self.log_path).read_text(errors="replace")
         except OSError:
             return ""
+
+    def transcript(self) -> list[str]:
+        """Every transcript line so far (see upstream.py: 'conn=N C: EHLO x', 'conn=N close')."""
+        try:
+            return Path(self.transcript_path).read_text(errors="replace").splitlines()
+        except OSError:
+            return []
+
+    def connections(self) -> dict[int, list[str]]:
+        """The transcript split by connection: {conn number: [event, ...]} without 'conn=N '."""
+        out: dict[int, list[str]] = {}
+        for line in self.transcript():
+            m = re.match(r"conn=(\d+) (.*)", line)
+            if m:
+                out.setdefault(int(m.group(1)), []).append(m.group(2))
+        return out
+
+    def commands(self) -> list[str]:
+        """The verbs of every command received on any connection, in order ('EHLO', 'AUTH', ...)."""
+        return [e[3:].split()[0] for events in self.connections().values()
+                for e in events if e.startswith("C: ")]
 
     def messages(self) -> list[dict]:
         """Every accepted message so far, oldest first; 'raw' holds the exact bytes."""
@@ -232,6 +255,79 @@ class Upstream:
                           timeout, what=f"{n} message(s) with {marker!r} at the upstream")
 
 
+# ---------------------------------------------------------------- test certificates
+
+class TlsPKI:
+    """Certificates made with the openssl CLI at test time (ECDSA P-256), once per directory:
+        ca_cert            the test CA, to trust (ca_file, tls_trust_file, --cafile)
+        server_cert/key    DNS:localhost, IP:127.0.0.1, signed by the test CA
+        wrong_cert/key     DNS:wrong.example, signed by the test CA
+        other_ca_cert      an unrelated CA
+        other_cert/key     DNS:localhost, IP:127.0.0.1, signed by the unrelated CA
+    Keys are mode 0600."""
+
+    def __init__(self, directory: str):
+        self.dir = directory
+        p = lambda n: os.path.join(directory, n)
+        self.ca_cert, self.ca_key = p("ca.pem"), p("ca.key")
+        self.server_cert, self.server_key = p("server.pem"), p("server.key")
+        self.wrong_cert, self.wrong_key = p("wrong.pem"), p("wrong.key")
+        self.other_ca_cert, self.other_ca_key = p("other-ca.pem"), p("other-ca.key")
+        self.other_cert, self.other_key = p("other.pem"), p("other.key")
+
+
+_pki_cache: dict[str, TlsPKI] = {}
+
+
+def _openssl(*args: str, cwd: str) -> None:
+    r = subprocess.run(["openssl", *args], cwd=cwd, stdin=subprocess.DEVNULL,
+                       capture_output=True, timeout=30)
+    if r.returncode != 0:
+        raise AssertionError(f"openssl {' '.join(args)} failed: {r.stderr.decode(errors='replace')}")
+
+
+def _make_ca(d: str, cert: str, key: str, cn: str) -> None:
+    _openssl("req", "-x509", "-new", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256",
+             "-nodes", "-keyout", key, "-out", cert, "-days", "30", "-subj", f"/CN={cn}",
+             "-addext", "basicConstraints=critical,CA:TRUE",
+             "-addext", "keyUsage=critical,keyCertSign,cRLSign", cwd=d)
+    os.chmod(key, 0o600)
+
+
+def _make_leaf(d: str, cert: str, key: str, ca_cert: str, ca_key: str, san: str) -> None:
+    csr = cert + ".csr"
+    ext = cert + ".ext"
+    cn = san.split(",")[0].split(":", 1)[1]
+    _openssl("req", "-new", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes",
+             "-keyout", key, "-out", csr, "-subj", f"/CN={cn}", cwd=d)
+    os.chmod(key, 0o600)
+    write_file(ext, f"subjectAltName={san}\nbasicConstraints=critical,CA:FALSE\n"
+                    "keyUsage=critical,digitalSignature\nextendedKeyUsage=serverAuth\n"
+                    "subjectKeyIdentifier=hash\nauthorityKeyIdentifier=keyid\n")
+    _openssl("x509", "-req", "-in", csr, "-CA", ca_cert, "-CAkey", ca_key, "-CAcreateserial",
+             "-out", cert, "-days", "30", "-sha256", "-extfile", ext, cwd=d)
+
+
+def tls_pki(workdir: str) -> TlsPKI:
+    """The test certificates in workdir/pki, made on first use and cached for the run."""
+    d = os.path.join(workdir, "pki")
+    if d in _pki_cache:
+        return _pki_cache[d]
+    if shutil.which("openssl") is None:
+        raise unittest.SkipTest("the openssl command is not installed (Debian package openssl)")
+    os.makedirs(d, exist_ok=True)
+    pki = TlsPKI(d)
+    _make_ca(d, pki.ca_cert, pki.ca_key, "mailferry test CA")
+    _make_ca(d, pki.other_ca_cert, pki.other_ca_key, "unrelated test CA")
+    _make_leaf(d, pki.server_cert, pki.server_key, pki.ca_cert, pki.ca_key,
+               "DNS:localhost,IP:127.0.0.1")
+    _make_leaf(d, pki.wrong_cert, pki.wrong_key, pki.ca_cert, pki.ca_key, "DNS:wrong.example")
+    _make_leaf(d, pki.other_cert, pki.other_key, pki.other_ca_cert, pki.other_ca_key,
+               "DNS:localhost,IP:127.0.0.1")
+    _pki_cache[d] = pki
+    return pki
+
+
 # ---------------------------------------------------------------- configs
 
 def toml_str(s: str) -> str:
@@ -240,8 +336,13 @@ def toml_str(s: str) -> str:
 
 def relay_config(*, spool_dir: str, listen_port: int, upstream_port: int,
                  trusted: tuple[str, ...] = ("127.0.0.0/8",), retry: tuple[str, ...] = ("1s",),
-                 max_age: str = "1h", extra_top: str = "", extra_upstream: str = "") -> str:
-    """The config every relay test uses (TOML text)."""
+                 max_age: str = "1h", extra_top: str = "", extra_upstream: str = "",
+                 upstream_host: str = "127.0.0.1", upstream_ports: str | None = None) -> str:
+    """The config every relay test uses (TOML text). upstream_ports, if given, is the TOML
+    value of [upstream] ports and replaces the single tls = "none" port upstream_port."""
+    if upstream_ports is None:
+        upstream_ports = f'[{{ port = {upstream_port}, tls = "none" }}]'
+
     return "\n".join([
         f"spool_dir = {toml_str(spool_dir)}",
         f"hostname = {toml_str(HOSTNAME)}",
@@ -254,8 +355,8 @@ def relay_config(*, spool_dir: str, listen_port: int, upstream_port: int,
         'auth = "none"',
         "",
         "[upstream]",
-        'host = "127.0.0.1"',
-        f'ports = [{{ port = {upstream_port}, tls = "none" }}]',
+        f"host = {toml_str(upstream_host)}",
+        f"ports = {upstream_ports}",
         extra_upstream,
         "",
         "[queue]",

@@ -33,6 +33,10 @@ HeaderInfo scan_headers(std::string_view message);
 // white space removed) and trimmed of surrounding white space; nullopt when there is no such field.
 std::optional<std::string> header_value(std::string_view message, std::string_view name);
 
+// The values of every field called `name`, in order, each unfolded as header_value does. Sloppy
+// mail repeats To: or Cc:, and `sendmail -t` must miss none of them.
+std::vector<std::string> header_values(std::string_view message, std::string_view name);
+
 // The addresses in an address-list value (To, Cc, Bcc): "Name <a@b>", bare "a@b", comma-separated
 // lists, quoted display names containing commas, comments, and groups ("team: a@b, c@d;" yields
 // both, "undisclosed-recipients:;" nothing). Addresses come back as written, without angle

@@ -93,3 +93,15 @@ TEST_CASE("extract_addresses handles the forms found in To/Cc/Bcc", "[message][h
   CAPTURE(value);
   CHECK(extract_addresses(value) == expected);
 }
+
+TEST_CASE("header_values unfolds every matching field, in order", "[message][header_scan]") {
+  const std::string m =
+      "To: a@example.com\r\n"
+      "Cc: c@example.com\r\n"
+      "to: b@example.com,\r\n\tB2@example.com\r\n"
+      "\r\n"
+      "To: body@example.com\r\n";
+  CHECK(header_values(m, "To") == std::vector<std::string>{"a@example.com", "b@example.com,\tB2@example.com"});
+  CHECK(header_values(m, "Bcc").empty());
+  CHECK(header_values("", "To").empty());
+}

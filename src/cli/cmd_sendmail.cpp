@@ -1,0 +1,111 @@
+// cmd_sendmail.cpp: the drop-in sendmail. Every failure is one line on stderr and a sysexits code;
+// with no daemon a failed message is not kept: the exit code tells the caller it still owns it.
+#include "cli/cmd_sendmail.hpp"
+
+#include <pwd.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+#include <cstdio>
+#include <cstdlib>
+#include <sys/stat.h>
+
+#include "daemon/hand_over.hpp"
+#include "mailferry/base/exit_code.hpp"
+#include "mailferry/config/load_config.hpp"
+#include "mailferry/message/sendmail_args.hpp"
+#include "mailferry/message/sendmail_input.hpp"
+#include "mailferry/message/submission.hpp"
+
+namespace mailferry::cli {
+namespace {
+
+int fail(ExitCode code, const std::string& message) {
+  std::fprintf(stderr, "mailferry sendmail: %s\n", message.c_str());
+  return to_int(code);
+}
+
+std::string invoking_user() {
+  char buf[1024];
+  passwd pw{};
+  passwd* found = nullptr;
+  if (::getpwuid_r(::getuid(), &pw, buf, sizeof buf, &found) == 0 && found) return pw.pw_name;
+  if (const char* u = std::getenv("USER"); u && *u) return u;
+  return "uid" + std::to_string(::getuid());
+}
+
+std::string system_hostname() {
+  char buf[256] = {};
+  if (::gethostname(buf, sizeof buf - 1) != 0 || !buf[0]) return "localhost";
+  return buf;
+}
+
+}  // namespace
+
+int cmd_sendmail(const std::vector<std::string>& argv) {
+  auto args = message::parse_sendmail_args(argv);
+  if (!args) return fail(ExitCode::usage, args.error().message);
+  switch (args->mode) {
+    case message::SendmailArgs::Mode::deliver:
+      break;
+    case message::SendmailArgs::Mode::print_queue:
+      return fail(ExitCode::unavailable, "-bp (mailq) is not available yet; look at the daemon's log");
+    case message::SendmailArgs::Mode::smtp_session:
+      return fail(ExitCode::unavailable, "-bs is not available yet; use the default mode (-t -i)");
+    case message::SendmailArgs::Mode::flush_queue:
+      return fail(ExitCode::unavailable, "-q is not available yet: the daemon retries on its own schedule");
+  }
+
+  // The config may be unreadable for an ordinary user (it holds secrets): the daemon path then
+  // still works, with the default spool_dir naming its socket.
+  const char* env = std::getenv("MAILFERRY_CONFIG");
+  const std::string path = env && *env ? env : "/etc/mailferry/mailferry.toml";
+  config::Config cfg;
+  bool config_ok = false;
+  if (auto loaded = config::load_config(path)) {
+    cfg = std::move(*loaded);
+    config_ok = true;
+  } else {
+    struct stat st{};
+    const bool exists = ::stat(path.c_str(), &st) == 0;
+    if (exists && loaded.error().sys_errno != EACCES) return fail(ExitCode::config, loaded.error().message);
+    cfg.hostname = system_hostname();
+  }
+
+  message::SendmailInput input(args->ignore_dots, cfg.max_message_size);
+  char buf[65536];
+  while (!input.finished()) {
+    const ssize_t n = ::read(STDIN_FILENO, buf, sizeof buf);
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0) return fail(ExitCode::io, std::string("cannot read the message from stdin: ") + std::strerror(errno));
+    if (n == 0) break;
+    input.feed(std::string_view(buf, static_cast<std::size_t>(n)));
+  }
+  input.end();
+  if (input.too_big()) {
+    return fail(ExitCode::data, "the message is larger than max_message_size (" + cfg.max_message_size_text + ")");
+  }
+  auto submission = message::prepare_submission(*args, input.take(), invoking_user(), cfg.hostname);
+  if (!submission) return fail(message::submission_exit_code(submission.error()), submission.error().message);
+
+  daemon::HandOver h;
+  h.sender = submission->sender;
+  h.recipients = submission->recipients;
+  h.message = std::move(submission->message);
+  for (unsigned char c : h.message) {
+    if (c >= 0x80) {
+      h.body_8bit = true;
+      break;
+    }
+  }
+  const auto result = daemon::hand_over(cfg, config_ok, h);
+  if (result.code != ExitCode::ok) return fail(result.code, result.error);
+  if (args->verbose) {
+    if (result.via_daemon) std::fprintf(stderr, "mailferry sendmail: queued as %s\n", result.queue_id.c_str());
+    else std::fprintf(stderr, "mailferry sendmail: delivered to %s\n", cfg.upstream.host.c_str());
+  }
+  return 0;
+}
+
+}  // namespace mailferry::cli
