@@ -2,12 +2,14 @@
 // with no daemon a failed message is not kept: the exit code tells the caller it still owns it.
 #include "cli/cmd_sendmail.hpp"
 
+#include <poll.h>
 #include <pwd.h>
 #include <unistd.h>
 
 #include <cerrno>
 #include <cstring>
 #include <cstdio>
+#include <algorithm>
 #include <cstdlib>
 #include <sys/stat.h>
 
@@ -17,6 +19,7 @@
 #include "mailferry/message/sendmail_args.hpp"
 #include "mailferry/message/sendmail_input.hpp"
 #include "mailferry/message/submission.hpp"
+#include "mailferry/smtp/server_session.hpp"
 
 namespace mailferry::cli {
 namespace {
@@ -41,6 +44,81 @@ std::string system_hostname() {
   return buf;
 }
 
+// -bs: an SMTP session on stdin/stdout, as a listener would hold it (Symfony Mailer's default).
+// Each message is handed over when its final "." arrives; the 250 means what it means for the
+// plain mode. Nothing goes to stderr unless the run itself fails.
+int smtp_session(const config::Config& cfg, bool config_ok) {
+  smtp::SessionPolicy policy;
+  policy.hostname = cfg.hostname;
+  policy.limits.max_message_size = cfg.max_message_size;
+  policy.auth_required = false;
+  policy.peer_trusted = true;   // the local user, as on the daemon's local socket
+  smtp::ServerSession session(policy);
+  smtp::Transaction txn;
+  std::string message;
+  bool quit = false;
+  auto write_out = [](const std::string& bytes) {
+    std::size_t off = 0;
+    while (off < bytes.size()) {
+      const ssize_t n = ::write(STDOUT_FILENO, bytes.data() + off, bytes.size() - off);
+      if (n < 0 && errno == EINTR) continue;
+      if (n <= 0) return false;
+      off += static_cast<std::size_t>(n);
+    }
+    return true;
+  };
+  session.handle_connected(Clock::now());
+  char buf[65536];
+  while (true) {
+    while (auto action = session.poll_action()) {
+      if (auto* send = std::get_if<smtp::server_action::Send>(&*action)) {
+        // Replies to pipelined commands come together: the 221 may follow others in one write.
+        if (send->bytes.rfind("221 ", 0) == 0 || send->bytes.find("\n221 ") != std::string::npos) quit = true;
+        if (!write_out(send->bytes)) return to_int(ExitCode::io);
+      } else if (auto* begin = std::get_if<smtp::server_action::BeginMessage>(&*action)) {
+        txn = begin->transaction;
+        message.clear();
+      } else if (auto* append = std::get_if<smtp::server_action::AppendData>(&*action)) {
+        message += append->bytes;
+      } else if (std::holds_alternative<smtp::server_action::AbortMessage>(*action)) {
+        message.clear();
+      } else if (std::holds_alternative<smtp::server_action::CommitMessage>(*action)) {
+        daemon::HandOver h{txn.sender, txn.recipients, std::move(message), txn.body_8bit};
+        message.clear();
+        const auto result = daemon::hand_over(cfg, config_ok, h);
+        if (result.code == ExitCode::ok) {
+          session.handle_committed(result.queue_id.empty() ? "(sent)" : result.queue_id, Clock::now());
+        } else {
+          session.handle_commit_failed(smtp::CommitError::io, Clock::now());
+        }
+      } else if (std::holds_alternative<smtp::server_action::Close>(*action)) {
+        return quit ? 0 : to_int(ExitCode::temp_fail);
+      } else {
+        // StartTls and Authenticate are never offered here (no TLS listener, no AUTH).
+      }
+    }
+    pollfd p{STDIN_FILENO, POLLIN, 0};
+    int wait_ms = -1;
+    if (auto d = session.poll_deadline()) {
+      wait_ms = static_cast<int>(std::max<std::int64_t>(
+          0, std::chrono::duration_cast<std::chrono::milliseconds>(*d - Clock::now()).count()));
+    }
+    const int pr = ::poll(&p, 1, wait_ms);
+    if (pr < 0 && errno == EINTR) continue;
+    if (pr == 0) {
+      session.handle_timeout(Clock::now());
+      continue;
+    }
+    const ssize_t n = ::read(STDIN_FILENO, buf, sizeof buf);
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) {
+      session.handle_eof(Clock::now());
+      continue;
+    }
+    session.handle_bytes(std::span<const char>(buf, static_cast<std::size_t>(n)), Clock::now());
+  }
+}
+
 }  // namespace
 
 int cmd_sendmail(const std::vector<std::string>& argv) {
@@ -52,7 +130,7 @@ int cmd_sendmail(const std::vector<std::string>& argv) {
     case message::SendmailArgs::Mode::print_queue:
       return fail(ExitCode::unavailable, "-bp (mailq) is not available yet; look at the daemon's log");
     case message::SendmailArgs::Mode::smtp_session:
-      return fail(ExitCode::unavailable, "-bs is not available yet; use the default mode (-t -i)");
+      break;
     case message::SendmailArgs::Mode::flush_queue:
       return fail(ExitCode::unavailable, "-q is not available yet: the daemon retries on its own schedule");
   }
@@ -72,6 +150,8 @@ int cmd_sendmail(const std::vector<std::string>& argv) {
     if (exists && loaded.error().sys_errno != EACCES) return fail(ExitCode::config, loaded.error().message);
     cfg.hostname = system_hostname();
   }
+
+  if (args->mode == message::SendmailArgs::Mode::smtp_session) return smtp_session(cfg, config_ok);
 
   message::SendmailInput input(args->ignore_dots, cfg.max_message_size);
   char buf[65536];
