@@ -2,6 +2,8 @@
 // with no daemon a failed message is not kept: the exit code tells the caller it still owns it.
 #include "cli/cmd_sendmail.hpp"
 
+#include "cli/cmd_queue.hpp"
+
 #include <poll.h>
 #include <pwd.h>
 #include <unistd.h>
@@ -128,7 +130,7 @@ int cmd_sendmail(const std::vector<std::string>& argv) {
     case message::SendmailArgs::Mode::deliver:
       break;
     case message::SendmailArgs::Mode::print_queue:
-      return fail(ExitCode::unavailable, "-bp (mailq) is not available yet; look at the daemon's log");
+      break;   // after the config is read
     case message::SendmailArgs::Mode::smtp_session:
       break;
     case message::SendmailArgs::Mode::flush_queue:
@@ -152,6 +154,7 @@ int cmd_sendmail(const std::vector<std::string>& argv) {
   }
 
   if (args->mode == message::SendmailArgs::Mode::smtp_session) return smtp_session(cfg, config_ok);
+  if (args->mode == message::SendmailArgs::Mode::print_queue) return cmd_queue_list(cfg);
 
   message::SendmailInput input(args->ignore_dots, cfg.max_message_size);
   char buf[65536];

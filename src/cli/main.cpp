@@ -6,6 +6,7 @@
 #include <string>
 
 #include "cli/cmd_passwd.hpp"
+#include "cli/cmd_queue.hpp"
 #include "cli/cmd_sendmail.hpp"
 #include "daemon/credentials.hpp"
 #include "daemon/probe.hpp"
@@ -42,6 +43,11 @@ int main(int argc, char** argv) {
   const std::string program = argc > 0 ? argv[0] : "mailferry";
   const std::string base = program.substr(program.rfind('/') + 1);
   if (base == "sendmail") return cli::cmd_sendmail(std::vector<std::string>(argv + 1, argv + argc));
+  if (base == "mailq") {
+    auto cfg = load("");
+    if (!cfg) return fail(ExitCode::config, cfg.error().message);
+    return cli::cmd_queue_list(*cfg);
+  }
   if (argc > 1 && std::string(argv[1]) == "sendmail") {
     return cli::cmd_sendmail(std::vector<std::string>(argv + 2, argv + argc));
   }
@@ -58,6 +64,16 @@ int main(int argc, char** argv) {
                                             "verdict and how long each step took; exit 0 if any port works, 69 if none");
   probe->add_option("-c,--config", config_flag, "config file (default: $MAILFERRY_CONFIG, then /etc/mailferry/mailferry.toml)");
   app.add_subcommand("sendmail", "read a message on stdin and send it (sendmail options: -t -i -f -F -bs …)");
+  auto* queue = app.add_subcommand("queue", "the queue: list, or show ID (works with or without the daemon)");
+  queue->add_option("-c,--config", config_flag, "config file (default: $MAILFERRY_CONFIG, then /etc/mailferry/mailferry.toml)");
+  queue->require_subcommand(1);
+  auto* queue_list = queue->add_subcommand("list", "each message: id, size, arrival, state, sender, recipients, last reply");
+  std::string queue_id;
+  auto* queue_show = queue->add_subcommand("show", "one message: its envelope and its text");
+  queue_show->add_option("ID", queue_id, "queue id, as in the logs and queue list")->required();
+  for (auto* leaf : {queue_list, queue_show}) {
+    leaf->add_option("-c,--config", config_flag, "config file (default: $MAILFERRY_CONFIG, then /etc/mailferry/mailferry.toml)");
+  }
   auto* passwd = app.add_subcommand("passwd", "read a password (no echo on a terminal, else one line of stdin) "
                                                "and print a crypt(3) hash for [[user]] password_hash");
 
@@ -81,6 +97,12 @@ int main(int argc, char** argv) {
     return 0;
   }
   if (passwd->parsed()) return cli::cmd_passwd();
+  if (queue->parsed()) {
+    auto cfg = load(config_flag);
+    if (!cfg) return fail(ExitCode::config, cfg.error().message);
+    if (queue_list->parsed()) return cli::cmd_queue_list(*cfg);
+    if (queue_show->parsed()) return cli::cmd_queue_show(*cfg, queue_id);
+  }
   if (probe->parsed()) {
     auto cfg = load(config_flag);
     if (!cfg) return fail(ExitCode::config, cfg.error().message);
