@@ -1,20 +1,12 @@
 // sender_policy.cpp: allowed_senders matching.
 #include "mailferry/auth/sender_policy.hpp"
 
+#include "mailferry/base/ascii.hpp"
+
 namespace mailferry::auth {
 namespace {
 
-char lower(char c) { return c >= 'A' && c <= 'Z' ? static_cast<char>(c - 'A' + 'a') : c; }
-
-// ASCII only: an SMTPUTF8 address's non-ASCII bytes must match exactly (Unicode case folding is
-// not something to improvise in an access check).
-bool iequal(std::string_view a, std::string_view b) {
-  if (a.size() != b.size()) return false;
-  for (std::size_t i = 0; i < a.size(); ++i) {
-    if (lower(a[i]) != lower(b[i])) return false;
-  }
-  return true;
-}
+// ASCII only (base/ascii.hpp): an SMTPUTF8 address's non-ASCII bytes must match exactly.
 
 bool entry_allows(std::string_view entry, std::string_view sender) {
   if (entry.size() > 1 && entry.front() == '@') {
@@ -22,9 +14,9 @@ bool entry_allows(std::string_view entry, std::string_view sender) {
     // quoted local part may itself contain '@'.
     const std::size_t at = sender.rfind('@');
     if (at == std::string_view::npos || at == 0) return false;
-    return iequal(sender.substr(at + 1), entry.substr(1));
+    return iequals(sender.substr(at + 1), entry.substr(1));
   }
-  return !entry.empty() && iequal(entry, sender);
+  return !entry.empty() && iequals(entry, sender);
 }
 
 }  // namespace

@@ -1,6 +1,8 @@
 // header_scan.cpp: one walk over the header section, shared by scan_headers and header_value.
 #include "mailferry/message/header_scan.hpp"
 
+#include "mailferry/base/ascii.hpp"
+
 #include <string>
 
 namespace mailferry::message {
@@ -9,15 +11,6 @@ namespace {
 
 bool is_wsp(char c) { return c == ' ' || c == '\t'; }
 
-char lower(char c) { return (c >= 'A' && c <= 'Z') ? static_cast<char>(c - 'A' + 'a') : c; }
-
-bool iequals(std::string_view a, std::string_view b) {
-  if (a.size() != b.size()) return false;
-  for (std::size_t i = 0; i < a.size(); ++i) {
-    if (lower(a[i]) != lower(b[i])) return false;
-  }
-  return true;
-}
 
 std::string_view trim(std::string_view s) {
   while (!s.empty() && (is_wsp(s.front()) || s.front() == '\r' || s.front() == '\n')) s.remove_prefix(1);

@@ -1,6 +1,8 @@
 // sendmail_args.cpp: getopt-style parsing of the sendmail command line, letter by letter.
 #include "mailferry/message/sendmail_args.hpp"
 
+#include "mailferry/base/ascii.hpp"
+
 #include <string_view>
 
 #include "mailferry/message/header_scan.hpp"
@@ -26,15 +28,6 @@ std::string sender_value(std::string_view v) {
 // sendmail's boolean option syntax: no value, or one starting with t/T/y/Y, means true.
 bool sendmail_true(std::string_view v) {
   return v.empty() || v.front() == 't' || v.front() == 'T' || v.front() == 'y' || v.front() == 'Y';
-}
-
-bool iequals(std::string_view a, std::string_view b) {
-  if (a.size() != b.size()) return false;
-  for (std::size_t i = 0; i < a.size(); ++i) {
-    auto lower = [](char c) { return (c >= 'A' && c <= 'Z') ? static_cast<char>(c - 'A' + 'a') : c; };
-    if (lower(a[i]) != lower(b[i])) return false;
-  }
-  return true;
 }
 
 // Letters that take a value, attached ("-B8BITMIME") or as the next argument ("-B 8BITMIME").

@@ -1,6 +1,8 @@
 // submission.cpp: sender, recipients and the two header edits (Bcc out, From: in) for sendmail mode.
 #include "mailferry/message/submission.hpp"
 
+#include "mailferry/base/ascii.hpp"
+
 #include <algorithm>
 #include <optional>
 
@@ -18,15 +20,6 @@ constexpr std::string_view no_recipients_message =
 // takes them, and refusing them here would be a guess.
 constexpr bool allow_utf8 = true;
 
-char lower(char c) { return (c >= 'A' && c <= 'Z') ? static_cast<char>(c - 'A' + 'a') : c; }
-
-bool iequals(std::string_view a, std::string_view b) {
-  if (a.size() != b.size()) return false;
-  for (std::size_t i = 0; i < a.size(); ++i) {
-    if (lower(a[i]) != lower(b[i])) return false;
-  }
-  return true;
-}
 
 bool has_8bit(std::string_view s) {
   for (char c : s) {

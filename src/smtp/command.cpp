@@ -5,20 +5,11 @@
 #include <cctype>
 #include <charconv>
 
+#include "mailferry/base/ascii.hpp"
 #include "mailferry/smtp/address.hpp"
 
 namespace mailferry::smtp {
 namespace {
-
-bool iequals(std::string_view a, std::string_view b) {
-  return a.size() == b.size() && std::equal(a.begin(), a.end(), b.begin(), [](char x, char y) {
-           return std::toupper(static_cast<unsigned char>(x)) == std::toupper(static_cast<unsigned char>(y));
-         });
-}
-
-bool istarts_with(std::string_view s, std::string_view prefix) {
-  return s.size() >= prefix.size() && iequals(s.substr(0, prefix.size()), prefix);
-}
 
 std::string_view trim(std::string_view s) {
   while (!s.empty() && (s.front() == ' ' || s.front() == '\t')) s.remove_prefix(1);
@@ -145,8 +136,7 @@ std::variant<Command, Reply> parse_command(std::string_view line, std::size_t ma
     const auto sp2 = args.find(' ');
     std::string mech(args.substr(0, sp2));
     if (mech.empty()) return syntax("Syntax: AUTH mechanism [initial-response]");
-    std::transform(mech.begin(), mech.end(), mech.begin(),
-                   [](unsigned char c) { return static_cast<char>(std::toupper(c)); });
+    std::transform(mech.begin(), mech.end(), mech.begin(), ascii_upper);
     std::string initial = sp2 == std::string_view::npos ? std::string{} : std::string(trim(args.substr(sp2)));
     return Command{command::Auth{std::move(mech), std::move(initial)}};
   }
