@@ -372,6 +372,9 @@ asio::awaitable<smtp::AuthResult> Daemon::authenticate(const smtp::server_action
                           {"mechanism", auth.mechanism}, {"result", "locked_out"}});
     co_return result;
   }
+  // The wait is decided by the failures before this attempt and applies to every answer, success
+  // included: a client that hangs up early must not learn the verdict sooner.
+  const auto delay = throttle_.delay_before_reply(client, Clock::now());
   const auto user = std::find_if(cfg_.users.begin(), cfg_.users.end(),
                                  [&](const config::User& u) { return u.name == auth.user; });
   const std::string& hash = user != cfg_.users.end() ? user->password_hash : dummy_hash_;
@@ -384,12 +387,11 @@ asio::awaitable<smtp::AuthResult> Daemon::authenticate(const smtp::server_action
     result.allowed_senders = user->allowed_senders;
   } else {
     throttle_.record_failure(client, now);
-    // An address that keeps failing waits before every further answer, then is locked out.
-    if (const auto delay = throttle_.delay_before_reply(client, now); delay.count() > 0) {
-      asio::steady_timer timer(io_, delay);
-      co_await timer.async_wait(use_tuple);
-    }
     result.verdict = smtp::AuthResult::Verdict::bad_credentials;
+  }
+  if (delay.count() > 0) {
+    asio::steady_timer timer(io_, delay);
+    co_await timer.async_wait(use_tuple);
   }
   log::event("auth", {}, {{"client", client}, {"user", auth.user}, {"listener", listen.address},
                           {"mechanism", auth.mechanism}, {"result", ok ? "ok" : "failed"}},
