@@ -96,7 +96,7 @@ int smtp_session(const config::Config& cfg, bool config_ok) {
       } else if (std::holds_alternative<smtp::server_action::Close>(*action)) {
         return quit ? 0 : to_int(ExitCode::temp_fail);
       } else {
-        // StartTls and Authenticate are never offered here (no TLS listener, no AUTH).
+        // StartTls, Authenticate and FlushQueue are never offered here (no TLS, no AUTH, no ETRN).
       }
     }
     pollfd p{STDIN_FILENO, POLLIN, 0};
@@ -134,7 +134,7 @@ int cmd_sendmail(const std::vector<std::string>& argv) {
     case message::SendmailArgs::Mode::smtp_session:
       break;
     case message::SendmailArgs::Mode::flush_queue:
-      return fail(ExitCode::unavailable, "-q is not available yet: the daemon retries on its own schedule");
+      break;   // after the config is read
   }
 
   // The config may be unreadable for an ordinary user (it holds secrets): the daemon path then
@@ -155,6 +155,10 @@ int cmd_sendmail(const std::vector<std::string>& argv) {
 
   if (args->mode == message::SendmailArgs::Mode::smtp_session) return smtp_session(cfg, config_ok);
   if (args->mode == message::SendmailArgs::Mode::print_queue) return cmd_queue_list(cfg);
+  if (args->mode == message::SendmailArgs::Mode::flush_queue) {
+    const auto r = daemon::flush_queue(cfg);
+    return r.code == ExitCode::ok ? 0 : fail(r.code, r.error);
+  }
 
   message::SendmailInput input(args->ignore_dots, cfg.max_message_size);
   char buf[65536];

@@ -9,6 +9,7 @@
 #include "cli/cmd_queue.hpp"
 #include "cli/cmd_sendmail.hpp"
 #include "daemon/credentials.hpp"
+#include "daemon/hand_over.hpp"
 #include "daemon/probe.hpp"
 #include "daemon/serve.hpp"
 #include "mailferry/base/exit_code.hpp"
@@ -69,9 +70,10 @@ int main(int argc, char** argv) {
   queue->require_subcommand(1);
   auto* queue_list = queue->add_subcommand("list", "each message: id, size, arrival, state, sender, recipients, last reply");
   std::string queue_id;
+  auto* queue_flush = queue->add_subcommand("flush", "ask the running daemon to try every queued message now");
   auto* queue_show = queue->add_subcommand("show", "one message: its envelope and its text");
   queue_show->add_option("ID", queue_id, "queue id, as in the logs and queue list")->required();
-  for (auto* leaf : {queue_list, queue_show}) {
+  for (auto* leaf : {queue_list, queue_show, queue_flush}) {
     leaf->add_option("-c,--config", config_flag, "config file (default: $MAILFERRY_CONFIG, then /etc/mailferry/mailferry.toml)");
   }
   auto* passwd = app.add_subcommand("passwd", "read a password (no echo on a terminal, else one line of stdin) "
@@ -102,6 +104,10 @@ int main(int argc, char** argv) {
     if (!cfg) return fail(ExitCode::config, cfg.error().message);
     if (queue_list->parsed()) return cli::cmd_queue_list(*cfg);
     if (queue_show->parsed()) return cli::cmd_queue_show(*cfg, queue_id);
+    if (queue_flush->parsed()) {
+      const auto r = daemon::flush_queue(*cfg);
+      return r.code == ExitCode::ok ? 0 : fail(r.code, r.error);
+    }
   }
   if (probe->parsed()) {
     auto cfg = load(config_flag);

@@ -185,3 +185,56 @@ HandOverResult hand_over(const config::Config& config, bool config_ok, const Han
 }
 
 }  // namespace mailferry::daemon
+
+namespace mailferry::daemon {
+namespace {
+
+// A short scripted exchange with bounded waits: greeting, EHLO, ETRN, QUIT.
+asio::awaitable<HandOverResult> etrn(asio::local::stream_protocol::socket socket) {
+  net::Stream stream(net::Stream::Socket(std::move(socket)), "local");
+  HandOverResult out;
+  out.via_daemon = true;
+  std::string received;
+  std::array<char, 4096> buffer{};
+  const auto deadline = Clock::now() + std::chrono::seconds(30);
+  const std::string script = "EHLO localhost\r\nETRN\r\nQUIT\r\n";
+  bool sent = false;
+  while (received.find("\n221 ") == std::string::npos && received.size() < 65536) {
+    if (!sent && received.find("220 ") != std::string::npos) {
+      sent = true;
+      if (!co_await stream.write_all(script, deadline)) break;
+    }
+    const auto r = co_await stream.read_some(buffer, deadline);
+    if (r.bytes == 0) break;
+    received.append(buffer.data(), r.bytes);
+  }
+  stream.close();
+  if (received.find("250 2.0.0 Queue run started") == std::string::npos) {
+    out.code = ExitCode::temp_fail;
+    out.error = "the mailferry daemon did not start a queue run";
+  }
+  co_return out;
+}
+
+}  // namespace
+
+HandOverResult flush_queue(const config::Config& config) {
+  asio::io_context io;
+  asio::local::stream_protocol::socket socket(io);
+  std::error_code ec;
+  socket.connect(asio::local::stream_protocol::endpoint(local_socket_name(config)), ec);
+  HandOverResult result;
+  if (ec) {
+    result.code = ExitCode::unavailable;
+    result.error = "no mailferry daemon is running for " + config.spool_dir + ": nothing to flush";
+    return result;
+  }
+  result.code = ExitCode::software;
+  asio::co_spawn(io, etrn(std::move(socket)), [&](std::exception_ptr e, HandOverResult r) {
+    if (!e) result = std::move(r);
+  });
+  io.run();
+  return result;
+}
+
+}  // namespace mailferry::daemon

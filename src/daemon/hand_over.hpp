@@ -31,3 +31,11 @@ struct HandOverResult {
 HandOverResult hand_over(const config::Config& config, bool config_ok, const HandOver& message);
 
 }  // namespace mailferry::daemon
+
+namespace mailferry::daemon {
+
+// `sendmail -q`, `queue flush`: asks the running daemon (ETRN on its local socket) to try every
+// queued message now. unavailable (69) with the reason when no daemon answers.
+HandOverResult flush_queue(const config::Config& config);
+
+}  // namespace mailferry::daemon

@@ -95,6 +95,11 @@ void Scheduler::enqueue(const spool::QueueId& id, message::Envelope envelope) {
   wake();
 }
 
+void Scheduler::flush() {
+  for (auto& [id, entry] : queue_) entry.envelope.next_attempt = WallTime{};
+  wake();
+}
+
 void Scheduler::stop() {
   stopping_ = true;
   wake();

@@ -41,6 +41,8 @@ class Scheduler {
   void enqueue(const spool::QueueId& id, message::Envelope envelope);
   asio::awaitable<void> run();
   void stop();
+  // Every queued message is due now (sendmail -q, queue flush).
+  void flush();
   // Deliveries under way (a stop waits for them, within a bound).
   int active_sessions() const { return active_sessions_; }
   // The upstream port in use now; 0 before the first connection.

@@ -410,6 +410,8 @@ asio::awaitable<void> Daemon::serve_connection(net::Stream::Socket socket, std::
   policy.starttls_offered = listen.tls == config::ListenTls::starttls;
   policy.implicit_tls = listen.tls == config::ListenTls::implicit;
   policy.auth_offered = !cfg_.users.empty();
+  // Only the local sendmail socket may start a queue run (a TCP listener's address is host:port).
+  policy.queue_control = listen.address == "sendmail";
   smtp::ServerSession session(policy);
   auto registration = connections_.insert(connections_.end(), Connection{&session, &stream});
 
@@ -463,6 +465,9 @@ asio::awaitable<void> Daemon::serve_connection(net::Stream::Socket socket, std::
             write_error = w.error();
           }
         }
+      } else if (std::holds_alternative<smtp::server_action::FlushQueue>(*action)) {
+        log::event("flush", {}, {{"client", stream.peer_address()}});
+        scheduler_.flush();
       } else if (std::holds_alternative<smtp::server_action::AbortMessage>(*action)) {
         incoming.reset();   // an uncommitted Incoming removes itself
       } else if (std::holds_alternative<smtp::server_action::CommitMessage>(*action)) {

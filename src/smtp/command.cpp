@@ -132,6 +132,7 @@ std::variant<Command, Reply> parse_command(std::string_view line, std::size_t ma
   if (iequals(verb, "VRFY")) return Command{command::Vrfy{}};
   if (iequals(verb, "HELP")) return Command{command::Help{}};
   if (iequals(verb, "STARTTLS")) return no_args(command::StartTls{});
+  if (iequals(verb, "ETRN")) return Command{command::Etrn{}};   // the argument (a domain) is irrelevant: one upstream
   if (iequals(verb, "AUTH")) {
     const auto sp2 = args.find(' ');
     std::string mech(args.substr(0, sp2));

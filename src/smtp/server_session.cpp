@@ -170,6 +170,10 @@ void ServerSession::process_line(const LineSplitter::Line& line, TimePoint now) 
           send(make_reply(252, "2.5.2", "Cannot VRFY user, but will accept message and attempt delivery"));
         } else if constexpr (std::is_same_v<T, command::Help>) {
           send(make_reply(214, "2.0.0", "Commands: EHLO HELO MAIL RCPT DATA RSET NOOP QUIT VRFY HELP"));
+        } else if constexpr (std::is_same_v<T, command::Etrn>) {
+          if (!policy_.queue_control) return error_reply(make_reply(502, "5.5.2", "Command not recognized"));
+          send(make_reply(250, "2.0.0", "Queue run started"));
+          actions_.emplace_back(server_action::FlushQueue{});
         } else if constexpr (std::is_same_v<T, command::StartTls>) {
           if (!policy_.starttls_offered) {
             return error_reply(make_reply(502, "5.5.1", "Error: STARTTLS not available on this listener"));

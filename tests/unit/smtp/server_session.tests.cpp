@@ -18,6 +18,7 @@ struct Outcome {
   std::vector<std::string> messages;     // committed message bodies
   int aborts = 0;
   int handshakes = 0;
+  int flushes = 0;
   std::vector<std::string> auth_users;   // user names the shell was asked to check
   bool closed = false;
 
@@ -77,6 +78,8 @@ Outcome run(const SessionPolicy& policy, const std::vector<std::string>& chunks,
                 r.verdict = AuthResult::Verdict::locked_out;
               }
               s.handle_auth_result(r, now);
+            } else if constexpr (std::is_same_v<T, server_action::FlushQueue>) {
+              ++out.flushes;
             } else if constexpr (std::is_same_v<T, server_action::Close>) out.closed = true;
           },
           *a);
@@ -369,4 +372,15 @@ TEST_CASE("an implicit-TLS listener greets only after the handshake", "[smtp][se
   const auto reply = std::get<server_action::Send>(*s.poll_action()).bytes;
   CHECK(reply.find("AUTH PLAIN LOGIN") != std::string::npos);
   CHECK(reply.find("STARTTLS") == std::string::npos);
+}
+
+TEST_CASE("ETRN starts a queue run only on the local sendmail socket", "[smtp][server]") {
+  auto policy = trusted_policy();
+  const auto tcp = run(policy, {"EHLO x\r\nETRN\r\n"});
+  CHECK(tcp.sent.find("502 5.5.2") != std::string::npos);
+  CHECK(tcp.flushes == 0);
+  policy.queue_control = true;
+  const auto local = run(policy, {"EHLO x\r\nETRN\r\n"});
+  CHECK(local.sent.find("250 2.0.0 Queue run started") != std::string::npos);
+  CHECK(local.flushes == 1);
 }
