@@ -140,7 +140,8 @@ int cmd_sendmail(const std::vector<std::string>& argv) {
   // The config may be unreadable for an ordinary user (it holds secrets): the daemon path then
   // still works, with the default spool_dir naming its socket.
   const char* env = std::getenv("MAILFERRY_CONFIG");
-  const std::string path = env && *env ? env : "/etc/mailferry/mailferry.toml";
+  const bool named = env && *env;   // a file named by MAILFERRY_CONFIG must exist (SPEC)
+  const std::string path = named ? env : "/etc/mailferry/mailferry.toml";
   config::Config cfg;
   bool config_ok = false;
   if (auto loaded = config::load_config(path)) {
@@ -149,7 +150,7 @@ int cmd_sendmail(const std::vector<std::string>& argv) {
   } else {
     struct stat st{};
     const bool exists = ::stat(path.c_str(), &st) == 0;
-    if (exists && loaded.error().sys_errno != EACCES) return fail(ExitCode::config, loaded.error().message);
+    if ((exists || named) && loaded.error().sys_errno != EACCES) return fail(ExitCode::config, loaded.error().message);
     cfg.hostname = system_hostname();
   }
 

@@ -8,6 +8,7 @@
 
 #include "daemon/credentials.hpp"
 #include "mailferry/base/log.hpp"
+#include "mailferry/message/dsn.hpp"
 #include "mailferry/message/header_scan.hpp"
 #include "mailferry/message/trace_headers.hpp"
 #include "net/upstream.hpp"
@@ -47,6 +48,64 @@ asio::awaitable<SecretOutcome> secret_on_pool(const config::Upstream* upstream) 
   auto r = upstream_secret(*upstream);
   if (r) co_return SecretOutcome{std::move(*r), {}};
   co_return SecretOutcome{{}, r.error()};
+}
+
+struct BounceOutcome {
+  std::optional<spool::QueueId> id;
+  message::Envelope envelope;
+  Error error;
+};
+
+// Reads the failed message's header and spools its bounce as a new message: null sender, the
+// original sender as the one recipient. Committed before the original moves to failed/, so a
+// crash in between can repeat the bounce but never lose it.
+asio::awaitable<BounceOutcome> spool_bounce(spool::Spool* spool, spool::QueueId id, message::Envelope failed,
+                                            std::string hostname) {
+  BounceOutcome out;
+  const WallTime now = std::chrono::system_clock::now();
+  auto original = spool->read_message(id, failed.size);
+  message::DsnInput in;
+  in.reporting_host = hostname;
+  in.queue_id = id.str();
+  in.arrival = failed.arrival;
+  in.now = now;
+  in.original_sender = failed.sender;
+  for (const auto& r : failed.recipients) {
+    if (r.state != message::RecipientState::failed) continue;
+    in.failed.push_back({r.address, r.last_reply, r.last_reply.rfind("expired after max_age", 0) == 0});
+  }
+  const std::string original_text = original ? std::move(*original) : std::string();
+  in.original_message = original_text;
+  in.boundary_seed = id.str();
+  const std::string dsn = message::build_dsn(in);
+  auto incoming = spool->begin(now);
+  if (!incoming) {
+    out.error = incoming.error();
+    co_return out;
+  }
+  if (auto w = incoming->write(std::span<const char>(dsn.data(), dsn.size())); !w) {
+    out.error = w.error();
+    co_return out;
+  }
+  out.envelope.sender = "";
+  out.envelope.recipients.push_back(message::Recipient{failed.sender, {}, {}});
+  out.envelope.client = "mailferry";
+  out.envelope.listener = "bounce";
+  out.envelope.arrival = now;
+  out.envelope.size = incoming->size();
+  for (unsigned char c : dsn) {
+    if (c >= 0x80) {
+      out.envelope.body_8bit = true;
+      break;
+    }
+  }
+  auto committed = incoming->commit(out.envelope);
+  if (!committed) {
+    out.error = committed.error();
+    co_return out;
+  }
+  out.id = *committed;
+  co_return out;
 }
 
 struct ReadOutcome {
@@ -295,6 +354,17 @@ asio::awaitable<void> Scheduler::finish(const spool::QueueId& id) {
                                       [](const auto& r) { return r.state == message::RecipientState::failed; });
   // Forget it first: it is no longer due, whatever the disk says next.
   queue_.erase(it);
+  // One bounce to the envelope sender; never to a null sender (a bounce of a bounce loops).
+  if (any_failed && !env.sender.empty()) {
+    auto bounce = co_await asio::co_spawn(disk_, spool_bounce(&spool_, id, env, config_.hostname), asio::use_awaitable);
+    if (bounce.id) {
+      log::event("bounce_queued", bounce.id->str(), {{"for", id.str()}, {"to", bracketed(env.sender)}});
+      enqueue(*bounce.id, std::move(bounce.envelope));
+    } else {
+      log::event("spool_error", id.str(), {{"error", "cannot queue the bounce: " + bounce.error.message}},
+                 log::Level::error);
+    }
+  }
   persist(any_failed ? SpoolOp::fail : SpoolOp::remove, id, env);
 }
 

@@ -448,7 +448,11 @@ asio::awaitable<void> Daemon::serve_connection(net::Stream::Socket socket, std::
         incoming.emplace(std::move(*inc));
         message::ReceivedInfo info;
         info.helo = txn->helo;
-        info.client_address = stream.peer_address();
+        // A local sendmail user has no address: Received: names the user instead (as Postfix's
+        // "from userid"), in the comment where an address would go.
+        const bool local = listen.address == "sendmail";
+        if (local) info.client_rdns_or_empty = stream.peer_address();
+        else info.client_address = stream.peer_address();
         info.by_host = cfg_.hostname;
         info.protocol = txn->protocol;
         if (txn->recipients.size() == 1) info.for_recipient = txn->recipients.front();

@@ -88,7 +88,6 @@ class RetryTest(RelayCase):
         time.sleep(2.5)
         self.assertEqual(len(mf.events("attempt", r.queue_id)), 1)
 
-    @unittest.skip("DSN bounces (RFC 3464) are not built yet: issue 6")
     def test_permanent_failure_sends_dsn(self):
         up = self.start_upstream(args=["--fail-rcpt", "gone@y=550"])
         mf = self.start_mailferry(up.port, retry=("1s",))
@@ -102,9 +101,22 @@ class RetryTest(RelayCase):
             lambda: [x for x in up.messages() if x["rcpt_tos"] == ["sender@x"]],
             RETRY_TIMEOUT, what="the DSN to sender@x")
         self.assertEqual(len(dsn), 1, "more than one DSN")
-        self.assertEqual(dsn[0]["mail_from"], "", "a DSN must have a null envelope sender")
+        self.assertIn(dsn[0]["mail_from"], ("", "<>"), "a DSN must have a null envelope sender")
         self.assertIn(b"multipart/report", dsn[0]["raw"])
         self.assertIn(b"gone@y", dsn[0]["raw"])
+        self.assertIn(b"message/delivery-status", dsn[0]["raw"])
+        self.assertIn(f"dsn {m}".encode(), dsn[0]["raw"], "the original headers are not in the bounce")
+
+    def test_no_bounce_to_a_null_sender(self):
+        up = self.start_upstream(args=["--fail-rcpt", "gone@y=550"])
+        mf = self.start_mailferry(up.port, retry=("1s",))
+        r = smtp_send(mf.port, "", ["gone@y"], make_message([("Subject", "null sender")], b"x\r\n"))
+        self.assertEqual(r.code, 250, r)
+        mf.wait_event("bounced", r.queue_id, timeout=RETRY_TIMEOUT)
+        harness.wait_until(lambda: r.queue_id in harness.spool_ids(mf.spool_dir, "failed"),
+                           RETRY_TIMEOUT, what="the failed message in failed/")
+        time.sleep(1.5)
+        self.assertEqual(mf.events("bounce_queued"), [], "a bounce was made for a null sender")
 
 if __name__ == "__main__":
     harness.main()

@@ -439,6 +439,35 @@ class DirectFailureTest(RelayCase):
         self.assertEqual(up.count(), 0)
 
 
+class MailqTest(RelayCase):
+
+    def test_mailq_lists_a_queued_message(self):
+        # The upstream is down: the daemon keeps the message queued (deferred).
+        port = harness.free_port()
+        mf = self.start_mailferry(port, retry=("30s",))
+        m = marker()
+        r = run([harness.MAILFERRY_BIN, "sendmail", "-t", "-i", "-v"],
+                f"From: a@example.org\nTo: b@example.net\nSubject: mailq {m}\n\nx\n".encode(),
+                env={"MAILFERRY_CONFIG": mf.config_path})
+        self.assertEqual(r.returncode, 0, r.stderr)
+        qid = re.search(r"queued as (\S+)", r.stderr.decode()).group(1)
+        mf.wait_event("deferred", qid, timeout=DELIVERY_TIMEOUT)
+        link = os.path.join(self.workdir, "mailq")
+        os.symlink(harness.MAILFERRY_BIN, link)
+        for argv in ([link], [harness.MAILFERRY_BIN, "sendmail", "-bp"],
+                     [harness.MAILFERRY_BIN, "queue", "list", "-c", mf.config_path]):
+            q = run(argv, None, env={"MAILFERRY_CONFIG": mf.config_path})
+            self.assertEqual(q.returncode, 0, q)
+            out = q.stdout.decode()
+            self.assertIn(qid, out, f"{argv[0]} does not list the queued message:\n{out}")
+            self.assertIn("deferred", out)
+            self.assertIn("<b@example.net>", out)
+            self.assertIn("refused", out, "the last upstream reply is not shown")
+        show = run([harness.MAILFERRY_BIN, "queue", "show", "-c", mf.config_path, qid], None)
+        self.assertEqual(show.returncode, 0, show)
+        self.assertIn(f"Subject: mailq {m}".encode(), show.stdout)
+
+
 # ================================================================ -bs
 
 class SmtpPipe:

@@ -29,6 +29,7 @@ struct SessionPolicy {
   bool starttls_offered = false;  // listener tls = "starttls"
   bool implicit_tls = false;      // listener tls = "implicit": the greeting waits for the handshake
   bool auth_offered = false;      // [[user]] entries exist; AUTH is advertised only over TLS
+  bool queue_control = false;     // the local sendmail socket: ETRN starts a queue run (sendmail -q)
 };
 
 // What the shell learnt from the TLS handshake, for Received: and logs.
@@ -69,11 +70,12 @@ struct Authenticate {       // check the credentials, then handle_auth_result()
   Secret password;
 };
 struct AbortMessage {};     // discard what was appended (too big, client gone)
+struct FlushQueue {};       // ETRN on the local socket: try every queued message now
 struct Close {};            // close the connection; the session is over
 }  // namespace server_action
 
 using Action = std::variant<server_action::Send, server_action::BeginMessage, server_action::AppendData,
-                            server_action::CommitMessage, server_action::AbortMessage, server_action::StartTls,
+                            server_action::CommitMessage, server_action::AbortMessage, server_action::FlushQueue, server_action::StartTls,
                             server_action::Authenticate, server_action::Close>;
 
 enum class State {
