@@ -118,19 +118,37 @@ asio::awaitable<std::unique_ptr<UpstreamConnection>> UpstreamConnection::try_por
     finish("error", "cannot resolve " + upstream.host + ": " + rec.message());
     co_return nullptr;
   }
-  // Every address the name has (IPv6 and IPv4), within one connect_timeout.
+  // Every address the name has (IPv6 and IPv4, in the resolver's order), each with its own
+  // connect_timeout, as Postfix's smtp_connect_timeout: a blackholed IPv6 route must not use up
+  // the time the IPv4 address needed.
   asio::ip::tcp::socket socket(ex);
-  asio::steady_timer timer(ex, started + upstream.connect_timeout);
-  auto r = co_await (asio::async_connect(socket, results, use_tuple) || timer.async_wait(use_tuple));
-  if (r.index() == 1) {
-    finish("timeout", "no answer within " + config::format_duration(upstream.connect_timeout));
-    co_return nullptr;
+  bool connected = false;
+  bool any_timeout = false;
+  bool any_refused = false;
+  std::string last_error;
+  for (const auto& entry : results) {
+    asio::ip::tcp::socket candidate(ex);
+    asio::steady_timer timer(ex, Clock::now() + upstream.connect_timeout);
+    const auto endpoint = entry.endpoint();
+    auto r = co_await (candidate.async_connect(endpoint, use_tuple) || timer.async_wait(use_tuple));
+    if (r.index() == 1) {
+      any_timeout = true;
+      continue;
+    }
+    auto [cec] = std::get<0>(r);
+    if (cec) {
+      any_refused = any_refused || cec == asio::error::connection_refused;
+      last_error = cec.message();
+      continue;
+    }
+    socket = std::move(candidate);
+    connected = true;
+    break;
   }
-  auto [cec, endpoint] = std::get<0>(r);
-  (void)endpoint;
-  if (cec) {
-    if (cec == asio::error::connection_refused) finish("refused", "connection refused");
-    else finish("error", cec.message());
+  if (!connected) {
+    if (any_timeout) finish("timeout", "no answer within " + config::format_duration(upstream.connect_timeout));
+    else if (any_refused) finish("refused", "connection refused");
+    else finish("error", last_error.empty() ? "no address for " + upstream.host : last_error);
     co_return nullptr;
   }
   attempt.connected = since_start();
