@@ -112,7 +112,8 @@ class NetNS:
     # ------------------------------------------------------------ lifetime
 
     @classmethod
-    def create(cls, prefix: str = "mf-") -> "NetNS":
+    def create(cls, prefix: str = "mf-", ipv6: bool = False) -> "NetNS":
+        """ipv6=True keeps IPv6 on: lo then has ::1 as well as 127.0.0.1."""
         if os.geteuid() != 0:
             raise NetNSUnavailable("network namespaces need root (run the test as root)")
         ns = cls(prefix + uuid.uuid4().hex[:10])
@@ -128,9 +129,10 @@ class NetNS:
         _run(["ip", "-n", ns.name, "link", "set", "lo", "up"])
         # Loopback only, IPv4 only: 127.0.0.1 is the one address in here ("localhost" is only
         # 127.0.0.1 in /etc/hosts, and no ::1 means no second address to try per port).
-        ns.run(["sysctl", "-q", "-w", "net.ipv6.conf.all.disable_ipv6=1",
-                "net.ipv6.conf.default.disable_ipv6=1", "net.ipv6.conf.lo.disable_ipv6=1"],
-               check=False)
+        if not ipv6:
+            ns.run(["sysctl", "-q", "-w", "net.ipv6.conf.all.disable_ipv6=1",
+                    "net.ipv6.conf.default.disable_ipv6=1", "net.ipv6.conf.lo.disable_ipv6=1"],
+                   check=False)
         return ns
 
     def enter(self) -> None:
@@ -183,16 +185,20 @@ class NetNS:
 
     # ------------------------------------------------------------ the ISP (nftables)
 
-    def block_syn(self, ports: list[int]) -> None:
+    def block_syn(self, ports: list[int], daddr: str | None = None) -> None:
         """Drop (and count) every SYN to 127.0.0.1:port, as an ISP that blocks the port does.
+        daddr ("::1", "127.0.0.1") limits the drop to SYNs to that one address.
         Replaces any earlier block: the table holds exactly these ports afterwards."""
+        match = ""
+        if daddr is not None:
+            match = f"{'ip6' if ':' in daddr else 'ip'} daddr {daddr} "
         lines = [f"table inet {TABLE} {{"]
         for p in ports:
             lines.append(f"  set attempts_{p} {{ type inet_service; flags dynamic; size 65535; }}")
         lines.append("  chain output {")
         lines.append("    type filter hook output priority 0; policy accept;")
         for p in ports:
-            lines.append(f"    tcp dport {p} tcp flags syn add @attempts_{p} {{ tcp sport }} "
+            lines.append(f"    {match}tcp dport {p} tcp flags syn add @attempts_{p} {{ tcp sport }} "
                          f"counter drop")
         lines += ["  }", "}"]
         script = "\n".join(lines) + "\n"

@@ -9,7 +9,8 @@ nftables in it playing the ISP (SYNs to a blocked port dropped in the output hoo
 attempt counted). The test upstreams, mailferry, `mailferry probe` and the SMTP client all run
 inside; the namespace is deleted in cleanup, also when a test fails. Needs root, iproute2 and
 nftables; skips otherwise. Upstreams listen on the real ports (587, 2525, 465): inside a fresh
-namespace nothing else has them.
+namespace nothing else has them. PortFallbackIPv6Test keeps IPv6 on (::1 too) and gives mailferry
+an /etc/hosts with "::1 localhost" through a private mount namespace.
 
 Prints "fallback-timing one_blocked=X.XXs" and "two_blocked=X.XXs": the time from the 250 given
 to the client until the upstream stored the message.
@@ -127,6 +128,8 @@ class FakeServer:
 class PortFallbackCase(RelayCase):
     """A namespace per test; the test's processes and sockets live in it."""
 
+    IPV6 = False             # True: the namespace keeps IPv6 (lo has ::1 as well)
+
     @classmethod
     def setUpClass(cls):
         cls.pki_dir = cls.class_workdir()
@@ -136,7 +139,7 @@ class PortFallbackCase(RelayCase):
     def setUp(self):
         super().setUp()
         try:
-            self.ns = netns.NetNS.create()
+            self.ns = netns.NetNS.create(ipv6=self.IPV6)
         except netns.NetNSUnavailable as e:
             self.skipTest(str(e))
         self.addCleanup(self.ns.delete)          # runs last: after every process is stopped
@@ -475,6 +478,71 @@ class PortFallbackTest(PortFallbackCase):
         p.stdout.close()
         p.stderr.close()
         return rc, lines, err
+
+
+class PortFallbackIPv6Test(PortFallbackCase):
+    """IPv6 kept on in the namespace: "localhost" is ::1 and 127.0.0.1 for mailferry."""
+
+    IPV6 = True
+    HOSTS = "::1 localhost\n127.0.0.1 localhost\n"
+
+    def hosts_wrapper(self) -> str:
+        """A wrapper that runs mailferry in its own mount namespace with HOSTS bind-mounted on
+        /etc/hosts (what `ip netns exec` does with /etc/netns/NS/hosts): the system's
+        /etc/hosts may map localhost to 127.0.0.1 only. exec all the way: the pid is mailferry's."""
+        hosts = os.path.join(self.workdir, "hosts")
+        Path(hosts).write_text(self.HOSTS)
+        wrapper = os.path.join(self.workdir, "mailferry-hosts")
+        Path(wrapper).write_text(
+            "#!/bin/sh\n"
+            "exec unshare --mount --propagation private "
+            "sh -c 'mount --bind \"$0\" /etc/hosts && exec \"$@\"' "
+            f"{hosts} {os.path.abspath(harness.MAILFERRY_BIN)} \"$@\"\n")
+        os.chmod(wrapper, 0o755)
+        return wrapper
+
+    # (8) every address of the name, each with its own connect_timeout: a blackholed ::1 costs
+    # one connect_timeout, then 127.0.0.1 on the same port delivers
+    def test_8_blackholed_ipv6_falls_back_to_ipv4(self):
+        self.assertIn("::1", self.ns.run(["ip", "-6", "addr", "show", "dev", "lo"]).stdout,
+                      "lo has no ::1 in the namespace")
+        wrapper = self.hosts_wrapper()
+        # What mailferry's resolver will see: getent in the same kind of mount namespace.
+        getent = subprocess.run(
+            ["unshare", "--mount", "--propagation", "private", "sh", "-c",
+             'mount --bind "$0" /etc/hosts && exec getent ahosts localhost',
+             os.path.join(self.workdir, "hosts")],
+            capture_output=True, text=True, timeout=15, check=True).stdout
+        order = [ln.split()[0] for ln in getent.splitlines() if "STREAM" in ln]
+        print(f"getent ahosts localhost (namespace): {order}", flush=True)
+        self.assertEqual(set(order), {"::1", "127.0.0.1"}, order)
+        self.assertEqual(order[0], "::1", f"the resolver does not put ::1 first: {order}")
+
+        up = self.upstream(587)                    # listens on 127.0.0.1 only
+        self.ns.block_syn([587], daddr="::1")      # the IPv6 route is a black hole
+        real_bin = harness.MAILFERRY_BIN
+        harness.MAILFERRY_BIN = wrapper
+        try:
+            mf = self.relay([(587, "starttls")])
+        finally:
+            harness.MAILFERRY_BIN = real_bin
+        marker, qid, t250 = self.submit(mf)
+        msg, dt = self.arrival(up, marker, t250)
+        print(f"fallback-timing ipv6_blackholed={dt:.2f}s", flush=True)
+        self.assert_delivered_via(mf, qid, 587, "starttls")
+        self.assertEqual(msg["peer"], "127.0.0.1", msg)
+        self.assertEqual((msg["tls"] or {}).get("mode"), "starttls", msg["tls"])
+        self.assertEqual([(c["port"], c["result"]) for c in self.connects(mf)], [("587", "ok")],
+                         self.connect_line(mf, 587))
+        self.assertRegex(self.connect_line(mf, 587),
+                         r' connect host=localhost port=587 tls=starttls result=ok '
+                         r'detail="[^"]*" ms=\d+$')
+        # ::1 first: its SYN was sent (and dropped), and waiting it out cost one connect_timeout.
+        self.assertEqual(self.ns.connect_attempts(587), 1, "one connect() to [::1]:587 expected")
+        self.assertGreaterEqual(self.ns.syn_packets(587), 1)
+        self.assertGreaterEqual(dt, CT * 0.9, f"delivered in {dt:.2f}s: [::1]:587 cannot have "
+                                              f"been tried first with a {CT_TEXT} connect_timeout")
+        self.assertLess(dt, CT + MARGIN, f"a blackholed ::1 cost {dt:.2f}s")
 
 
 if __name__ == "__main__":
