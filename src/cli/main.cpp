@@ -71,9 +71,13 @@ int main(int argc, char** argv) {
   auto* queue_list = queue->add_subcommand("list", "each message: id, size, arrival, state, sender, recipients, last reply");
   std::string queue_id;
   auto* queue_flush = queue->add_subcommand("flush", "ask the running daemon to try every queued message now");
+  auto* queue_retry = queue->add_subcommand("retry", "ask the running daemon to try one message now");
+  queue_retry->add_option("ID", queue_id, "queue id")->required();
+  auto* queue_delete = queue->add_subcommand("delete", "remove one message from the queue (through the daemon)");
+  queue_delete->add_option("ID", queue_id, "queue id")->required();
   auto* queue_show = queue->add_subcommand("show", "one message: its envelope and its text");
   queue_show->add_option("ID", queue_id, "queue id, as in the logs and queue list")->required();
-  for (auto* leaf : {queue_list, queue_show, queue_flush}) {
+  for (auto* leaf : {queue_list, queue_show, queue_flush, queue_retry, queue_delete}) {
     leaf->add_option("-c,--config", config_flag, "config file (default: $MAILFERRY_CONFIG, then /etc/mailferry/mailferry.toml)");
   }
   auto* passwd = app.add_subcommand("passwd", "read a password (no echo on a terminal, else one line of stdin) "
@@ -104,10 +108,11 @@ int main(int argc, char** argv) {
     if (!cfg) return fail(ExitCode::config, cfg.error().message);
     if (queue_list->parsed()) return cli::cmd_queue_list(*cfg);
     if (queue_show->parsed()) return cli::cmd_queue_show(*cfg, queue_id);
-    if (queue_flush->parsed()) {
-      const auto r = daemon::flush_queue(*cfg);
-      return r.code == ExitCode::ok ? 0 : fail(r.code, r.error);
-    }
+    daemon::HandOverResult r;
+    if (queue_flush->parsed()) r = daemon::flush_queue(*cfg);
+    if (queue_retry->parsed()) r = daemon::retry_message(*cfg, queue_id);
+    if (queue_delete->parsed()) r = daemon::delete_message(*cfg, queue_id);
+    return r.code == ExitCode::ok ? 0 : fail(r.code, r.error);
   }
   if (probe->parsed()) {
     auto cfg = load(config_flag);

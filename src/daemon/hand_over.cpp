@@ -189,15 +189,14 @@ HandOverResult hand_over(const config::Config& config, bool config_ok, const Han
 namespace mailferry::daemon {
 namespace {
 
-// A short scripted exchange with bounded waits: greeting, EHLO, ETRN, QUIT.
-asio::awaitable<HandOverResult> etrn(asio::local::stream_protocol::socket socket) {
+// A short scripted exchange with bounded waits: greeting, EHLO, one command, QUIT. Returns the
+// reply to the command (the third reply after the greeting's), or empty on failure.
+asio::awaitable<std::string> control(asio::local::stream_protocol::socket socket, std::string command) {
   net::Stream stream(net::Stream::Socket(std::move(socket)), "local");
-  HandOverResult out;
-  out.via_daemon = true;
   std::string received;
   std::array<char, 4096> buffer{};
   const auto deadline = Clock::now() + std::chrono::seconds(30);
-  const std::string script = "EHLO localhost\r\nETRN\r\nQUIT\r\n";
+  const std::string script = "EHLO localhost\r\n" + command + "\r\nQUIT\r\n";
   bool sent = false;
   while (received.find("\n221 ") == std::string::npos && received.size() < 65536) {
     if (!sent && received.find("220 ") != std::string::npos) {
@@ -209,32 +208,52 @@ asio::awaitable<HandOverResult> etrn(asio::local::stream_protocol::socket socket
     received.append(buffer.data(), r.bytes);
   }
   stream.close();
-  if (received.find("250 2.0.0 Queue run started") == std::string::npos) {
-    out.code = ExitCode::temp_fail;
-    out.error = "the mailferry daemon did not start a queue run";
+  // Replies: greeting, EHLO (multi-line, ends with "250 "), the command's, 221.
+  std::vector<std::string> finals;
+  std::size_t pos = 0;
+  while (pos < received.size()) {
+    const auto eol = received.find("\r\n", pos);
+    if (eol == std::string::npos) break;
+    const std::string line = received.substr(pos, eol - pos);
+    if (line.size() >= 4 && line[3] == ' ') finals.push_back(line);
+    pos = eol + 2;
   }
-  co_return out;
+  co_return finals.size() >= 3 ? finals[2] : std::string();
 }
 
-}  // namespace
-
-HandOverResult flush_queue(const config::Config& config) {
+HandOverResult queue_command(const config::Config& config, const std::string& command, const std::string& what) {
   asio::io_context io;
   asio::local::stream_protocol::socket socket(io);
   std::error_code ec;
   socket.connect(asio::local::stream_protocol::endpoint(local_socket_name(config)), ec);
   HandOverResult result;
+  result.via_daemon = true;
   if (ec) {
     result.code = ExitCode::unavailable;
-    result.error = "no mailferry daemon is running for " + config.spool_dir + ": nothing to flush";
+    result.error = "no mailferry daemon is running for " + config.spool_dir + ": cannot " + what;
     return result;
   }
-  result.code = ExitCode::software;
-  asio::co_spawn(io, etrn(std::move(socket)), [&](std::exception_ptr e, HandOverResult r) {
-    if (!e) result = std::move(r);
+  std::string reply;
+  asio::co_spawn(io, control(std::move(socket), command), [&](std::exception_ptr e, std::string r) {
+    if (!e) reply = std::move(r);
   });
   io.run();
+  if (reply.rfind("250 ", 0) == 0) return result;
+  result.code = reply.rfind("550 ", 0) == 0 ? ExitCode::no_user : ExitCode::temp_fail;
+  result.error = reply.empty() ? "the mailferry daemon did not answer" : "cannot " + what + ": " + reply;
   return result;
+}
+
+}  // namespace
+
+HandOverResult flush_queue(const config::Config& config) { return queue_command(config, "ETRN", "flush the queue"); }
+
+HandOverResult retry_message(const config::Config& config, const std::string& id) {
+  return queue_command(config, "ETRN #" + id, "retry " + id);
+}
+
+HandOverResult delete_message(const config::Config& config, const std::string& id) {
+  return queue_command(config, "XDEL " + id, "delete " + id);
 }
 
 }  // namespace mailferry::daemon

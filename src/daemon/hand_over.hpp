@@ -37,5 +37,9 @@ namespace mailferry::daemon {
 // `sendmail -q`, `queue flush`: asks the running daemon (ETRN on its local socket) to try every
 // queued message now. unavailable (69) with the reason when no daemon answers.
 HandOverResult flush_queue(const config::Config& config);
+// `queue retry ID`: that message is tried now. `queue delete ID`: it is removed from the queue.
+// Through the daemon (it owns the queue); 67 when it has no such message, 69 when none runs.
+HandOverResult retry_message(const config::Config& config, const std::string& id);
+HandOverResult delete_message(const config::Config& config, const std::string& id);
 
 }  // namespace mailferry::daemon

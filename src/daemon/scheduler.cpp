@@ -159,6 +159,28 @@ void Scheduler::flush() {
   wake();
 }
 
+bool Scheduler::retry(const std::string& text) {
+  const auto id = spool::QueueId::parse(text);
+  if (!id) return false;
+  auto it = queue_.find(*id);
+  if (it == queue_.end()) return false;
+  it->second.envelope.next_attempt = WallTime{};
+  wake();
+  return true;
+}
+
+asio::awaitable<bool> Scheduler::remove(const std::string& text) {
+  const auto id = spool::QueueId::parse(text);
+  if (!id) co_return false;
+  auto it = queue_.find(*id);
+  if (it == queue_.end() || it->second.in_flight) co_return false;
+  const message::Envelope env = it->second.envelope;
+  queue_.erase(it);
+  auto done = co_await asio::co_spawn(disk_, spool_op_on_pool(&spool_, SpoolOp::remove, *id, env), asio::use_awaitable);
+  log::event("deleted", id->str(), {{"result", done ? "ok" : done.error().message}});
+  co_return done.ok();
+}
+
 void Scheduler::stop() {
   stopping_ = true;
   wake();

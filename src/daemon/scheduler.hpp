@@ -43,6 +43,11 @@ class Scheduler {
   void stop();
   // Every queued message is due now (sendmail -q, queue flush).
   void flush();
+  // One message due now (queue retry ID); false if it is not queued.
+  bool retry(const std::string& id);
+  // Removes one message from the queue and the spool (queue delete ID); false if it is not
+  // queued here, or being delivered right now.
+  asio::awaitable<bool> remove(const std::string& id);
   // Deliveries under way (a stop waits for them, within a bound).
   int active_sessions() const { return active_sessions_; }
   // The upstream port in use now; 0 before the first connection.

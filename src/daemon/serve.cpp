@@ -469,9 +469,14 @@ asio::awaitable<void> Daemon::serve_connection(net::Stream::Socket socket, std::
             write_error = w.error();
           }
         }
-      } else if (std::holds_alternative<smtp::server_action::FlushQueue>(*action)) {
-        log::event("flush", {}, {{"client", stream.peer_address()}});
-        scheduler_.flush();
+      } else if (auto* flush = std::get_if<smtp::server_action::FlushQueue>(&*action)) {
+        log::event("flush", flush->queue_id, {{"client", stream.peer_address()}});
+        if (flush->queue_id.empty()) scheduler_.flush();
+        else session.handle_queue_result(scheduler_.retry(flush->queue_id), Clock::now());
+      } else if (auto* del = std::get_if<smtp::server_action::DeleteMessage>(&*action)) {
+        const std::string id = del->queue_id;
+        const bool found = co_await scheduler_.remove(id);
+        session.handle_queue_result(found, Clock::now());
       } else if (std::holds_alternative<smtp::server_action::AbortMessage>(*action)) {
         incoming.reset();   // an uncommitted Incoming removes itself
       } else if (std::holds_alternative<smtp::server_action::CommitMessage>(*action)) {

@@ -132,7 +132,15 @@ std::variant<Command, Reply> parse_command(std::string_view line, std::size_t ma
   if (iequals(verb, "VRFY")) return Command{command::Vrfy{}};
   if (iequals(verb, "HELP")) return Command{command::Help{}};
   if (iequals(verb, "STARTTLS")) return no_args(command::StartTls{});
-  if (iequals(verb, "ETRN")) return Command{command::Etrn{}};   // the argument (a domain) is irrelevant: one upstream
+  if (iequals(verb, "ETRN")) {
+    // One upstream: a domain argument changes nothing; "#ID" names one message.
+    if (!args.empty() && args.front() == '#') return Command{command::Etrn{std::string(args.substr(1))}};
+    return Command{command::Etrn{}};
+  }
+  if (iequals(verb, "XDEL")) {
+    if (args.empty()) return syntax("Syntax: XDEL queue-id");
+    return Command{command::Xdel{std::string(args)}};
+  }
   if (iequals(verb, "AUTH")) {
     const auto sp2 = args.find(' ');
     std::string mech(args.substr(0, sp2));

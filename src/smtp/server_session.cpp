@@ -39,6 +39,7 @@ void ServerSession::handle_bytes(std::span<const char> in, TimePoint now) {
       return;
     case State::committing:
     case State::authenticating:
+    case State::queue_op:
       // Pipelined commands after the final "." (or AUTH): answered once the spool (or the password
       // check) has spoken (RFC 2920 §3.1).
       pending_input_.append(in.data(), in.size());
@@ -172,8 +173,16 @@ void ServerSession::process_line(const LineSplitter::Line& line, TimePoint now) 
           send(make_reply(214, "2.0.0", "Commands: EHLO HELO MAIL RCPT DATA RSET NOOP QUIT VRFY HELP"));
         } else if constexpr (std::is_same_v<T, command::Etrn>) {
           if (!policy_.queue_control) return error_reply(make_reply(502, "5.5.2", "Command not recognized"));
-          send(make_reply(250, "2.0.0", "Queue run started"));
-          actions_.emplace_back(server_action::FlushQueue{});
+          if (c.queue_id.empty()) {
+            send(make_reply(250, "2.0.0", "Queue run started"));
+          } else {
+            state_ = State::queue_op;   // one message: the shell answers with handle_queue_result()
+          }
+          actions_.emplace_back(server_action::FlushQueue{c.queue_id});
+        } else if constexpr (std::is_same_v<T, command::Xdel>) {
+          if (!policy_.queue_control) return error_reply(make_reply(502, "5.5.2", "Command not recognized"));
+          state_ = State::queue_op;
+          actions_.emplace_back(server_action::DeleteMessage{c.queue_id});
         } else if constexpr (std::is_same_v<T, command::StartTls>) {
           if (!policy_.starttls_offered) {
             return error_reply(make_reply(502, "5.5.1", "Error: STARTTLS not available on this listener"));
@@ -305,6 +314,7 @@ void ServerSession::process_auth_line(std::string_view line, TimePoint now) {
     case State::committing:
     case State::tls_handshake:
     case State::authenticating:
+    case State::queue_op:
     case State::closed:
       return;
   }
@@ -339,6 +349,14 @@ void ServerSession::handle_auth_result(const AuthResult& result, TimePoint now) 
   resume_after_wait(now);
 }
 
+void ServerSession::handle_queue_result(bool found, TimePoint now) {
+  if (state_ != State::queue_op) return;
+  state_ = State::ready;
+  if (found) send(make_reply(250, "2.0.0", "Ok"));
+  else send(make_reply(550, "5.1.0", "No such message in the queue"));
+  resume_after_wait(now);
+}
+
 void ServerSession::handle_tls_established(const TlsInfo& tls, TimePoint now) {
   (void)tls;
   if (state_ == State::tls_wait) {
@@ -369,7 +387,7 @@ void ServerSession::resume_after_wait(TimePoint now) {
 
 void ServerSession::handle_timeout(TimePoint now) {
   if (state_ == State::closed || state_ == State::committing || state_ == State::authenticating ||
-      now < deadline_) {
+      state_ == State::queue_op || now < deadline_) {
     return;
   }
   if (state_ == State::data && !data_too_big_) actions_.emplace_back(server_action::AbortMessage{});
@@ -379,7 +397,7 @@ void ServerSession::handle_timeout(TimePoint now) {
 void ServerSession::handle_eof(TimePoint) {
   if (state_ == State::closed) return;
   if (state_ == State::data && !data_too_big_) actions_.emplace_back(server_action::AbortMessage{});
-  if (state_ == State::committing || state_ == State::authenticating) return;   // the result still arrives
+  if (state_ == State::committing || state_ == State::authenticating || state_ == State::queue_op) return;
   state_ = State::closed;
   actions_.emplace_back(server_action::Close{});
 }
@@ -405,6 +423,7 @@ std::optional<TimePoint> ServerSession::poll_deadline() const {
     case State::closed:
     case State::committing:
     case State::authenticating:
+    case State::queue_op:
       return std::nullopt;
     case State::tls_handshake:
     case State::auth_plain:

@@ -466,6 +466,21 @@ class MailqTest(RelayCase):
         show = run([harness.MAILFERRY_BIN, "queue", "show", "-c", mf.config_path, qid], None)
         self.assertEqual(show.returncode, 0, show)
         self.assertIn(f"Subject: mailq {m}".encode(), show.stdout)
+        # retry: one more attempt now, not in 30 s.
+        attempts = len(mf.events("connect"))
+        rr = run([harness.MAILFERRY_BIN, "queue", "retry", "-c", mf.config_path, qid], None)
+        self.assertEqual(rr.returncode, 0, rr)
+        harness.wait_until(lambda: len(mf.events("connect")) > attempts, 10, what="a new attempt after retry")
+        # delete: gone from the queue and the spool; a second delete finds nothing (67).
+        harness.wait_until(lambda: mf.events("deferred", qid) and len(mf.events("deferred", qid)) >= 2, 10,
+                           what="the retried message deferred again")
+        d = run([harness.MAILFERRY_BIN, "queue", "delete", "-c", mf.config_path, qid], None)
+        self.assertEqual(d.returncode, 0, d)
+        self.assertNotIn(qid, harness.spool_ids(mf.spool_dir, "queue"))
+        listed = run([harness.MAILFERRY_BIN, "queue", "list", "-c", mf.config_path], None)
+        self.assertNotIn(qid, listed.stdout.decode())
+        again = run([harness.MAILFERRY_BIN, "queue", "delete", "-c", mf.config_path, qid], None)
+        self.assertEqual(again.returncode, 67, again)
 
 
 # ================================================================ -bs

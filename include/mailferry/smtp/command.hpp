@@ -31,12 +31,16 @@ struct Vrfy {};
 struct Help {};
 struct StartTls {};
 struct Auth { std::string mechanism; std::string initial_response; };   // mechanism upper-cased
-struct Etrn {};   // RFC 1985: start a queue run (only on the local sendmail socket)
+// RFC 1985: start a queue run (only on the local sendmail socket). "ETRN #<queue id>" names one
+// message (RFC 1985 §3: '#' introduces a queue name); a domain argument means the whole queue.
+struct Etrn { std::string queue_id; };
+// Local socket only: remove one message from the queue (`mailferry queue delete ID`).
+struct Xdel { std::string queue_id; };
 }  // namespace command
 
 using Command = std::variant<command::Ehlo, command::Helo, command::Mail, command::Rcpt, command::Data,
                              command::Rset, command::Noop, command::Quit, command::Vrfy, command::Help,
-                             command::StartTls, command::Auth, command::Etrn>;
+                             command::StartTls, command::Auth, command::Etrn, command::Xdel>;
 
 // `line` is without its CRLF. A syntax error comes back as the Reply to send (500/501/502/555).
 std::variant<Command, Reply> parse_command(std::string_view line, std::size_t max_path);

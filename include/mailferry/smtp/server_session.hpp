@@ -70,12 +70,17 @@ struct Authenticate {       // check the credentials, then handle_auth_result()
   Secret password;
 };
 struct AbortMessage {};     // discard what was appended (too big, client gone)
-struct FlushQueue {};       // ETRN on the local socket: try every queued message now
+struct FlushQueue {          // ETRN on the local socket: try queued messages now
+  std::string queue_id;      // one message, or empty for all
+};
+struct DeleteMessage {       // XDEL on the local socket; the shell answers with handle_queue_result()
+  std::string queue_id;
+};
 struct Close {};            // close the connection; the session is over
 }  // namespace server_action
 
 using Action = std::variant<server_action::Send, server_action::BeginMessage, server_action::AppendData,
-                            server_action::CommitMessage, server_action::AbortMessage, server_action::FlushQueue, server_action::StartTls,
+                            server_action::CommitMessage, server_action::AbortMessage, server_action::FlushQueue, server_action::DeleteMessage, server_action::StartTls,
                             server_action::Authenticate, server_action::Close>;
 
 enum class State {
@@ -91,6 +96,7 @@ enum class State {
   auth_login_user,   // AUTH LOGIN: waiting for the user name
   auth_login_pass,   // AUTH LOGIN: waiting for the password
   authenticating,    // waiting for the shell's verdict on the credentials
+  queue_op,          // waiting for the shell's answer to ETRN #id or XDEL
   closed,
 };
 
@@ -105,6 +111,8 @@ class ServerSession {
   void handle_commit_failed(CommitError e, TimePoint now);
   void handle_tls_established(const TlsInfo& tls, TimePoint now);
   void handle_auth_result(const AuthResult& result, TimePoint now);
+  // The answer to a FlushQueue for one message or a DeleteMessage: found it, or no such message.
+  void handle_queue_result(bool found, TimePoint now);
   void handle_timeout(TimePoint now);
   void handle_eof(TimePoint now);
   // The shell is stopping (SIGTERM): finish nothing new; the next reply is 421.

@@ -80,6 +80,9 @@ Outcome run(const SessionPolicy& policy, const std::vector<std::string>& chunks,
               s.handle_auth_result(r, now);
             } else if constexpr (std::is_same_v<T, server_action::FlushQueue>) {
               ++out.flushes;
+              if (!act.queue_id.empty()) s.handle_queue_result(act.queue_id == "Q9", now);
+            } else if constexpr (std::is_same_v<T, server_action::DeleteMessage>) {
+              s.handle_queue_result(act.queue_id == "Q9", now);
             } else if constexpr (std::is_same_v<T, server_action::Close>) out.closed = true;
           },
           *a);
@@ -383,4 +386,14 @@ TEST_CASE("ETRN starts a queue run only on the local sendmail socket", "[smtp][s
   const auto local = run(policy, {"EHLO x\r\nETRN\r\n"});
   CHECK(local.sent.find("250 2.0.0 Queue run started") != std::string::npos);
   CHECK(local.flushes == 1);
+}
+
+TEST_CASE("ETRN #id and XDEL name one message on the local socket", "[smtp][server]") {
+  auto policy = trusted_policy();
+  policy.queue_control = true;
+  const auto out = run(policy, {"EHLO x\r\nETRN #Q9\r\nETRN #Q8\r\nXDEL Q9\r\nXDEL Q8\r\n"});
+  CHECK(count(out.sent, "250 2.0.0 Ok\r\n") == 2);
+  CHECK(count(out.sent, "550 5.1.0") == 2);
+  const auto tcp = run(trusted_policy(), {"EHLO x\r\nXDEL Q9\r\n"});
+  CHECK(tcp.sent.find("502 5.5.2") != std::string::npos);
 }
