@@ -1,6 +1,8 @@
 // config.cpp: networks and listen addresses from text, membership tests, enum spellings.
 #include "mailferry/config/config.hpp"
 
+#include "mailferry/config/units.hpp"
+
 #include <arpa/inet.h>
 
 #include <cstring>
@@ -12,15 +14,6 @@ constexpr std::string_view network_expected = R"((expected a network like "10.0.
 constexpr std::string_view address_expected =
     R"((expected "host:port" with an IP address, like "127.0.0.1:587" or "[::1]:587"))";
 
-Error quoted_error(std::string_view text, std::string_view why, std::string_view expected) {
-  std::string m = "\"";
-  m += text;
-  m += "\" ";
-  m += why;
-  m += ' ';
-  m += expected;
-  return Error{m};
-}
 
 // Whether the first `prefix` bits of a and b agree.
 bool same_prefix(const unsigned char* a, const unsigned char* b, int prefix) {
@@ -58,7 +51,7 @@ bool Network::contains(const unsigned char* address, bool address_v6) const {
 }
 
 Result<Network> parse_network(std::string_view text) {
-  if (text.empty()) return quoted_error(text, "is empty", network_expected);
+  if (text.empty()) return value_error(text, "is empty", network_expected);
   const auto slash = text.find('/');
   const std::string address(text.substr(0, slash));
   Network n;
@@ -68,7 +61,7 @@ Result<Network> parse_network(std::string_view text) {
   } else if (inet_pton(AF_INET6, address.c_str(), n.addr.data()) == 1) {
     n.v6 = true;
   } else {
-    return quoted_error(text, "is not an IP address or network", network_expected);
+    return value_error(text, "is not an IP address or network", network_expected);
   }
   const int max_prefix = n.v6 ? 128 : 32;
   n.prefix = max_prefix;
@@ -76,12 +69,12 @@ Result<Network> parse_network(std::string_view text) {
     const std::string_view digits = text.substr(slash + 1);
     if (digits.empty() || digits.size() > 3 ||
         digits.find_first_not_of("0123456789") != std::string_view::npos) {
-      return quoted_error(text, "has no valid prefix length after \"/\"", network_expected);
+      return value_error(text, "has no valid prefix length after \"/\"", network_expected);
     }
     int prefix = 0;
     for (char c : digits) prefix = prefix * 10 + (c - '0');
     if (prefix > max_prefix) {
-      return quoted_error(text, "has a prefix length over " + std::to_string(max_prefix),
+      return value_error(text, "has a prefix length over " + std::to_string(max_prefix),
                           network_expected);
     }
     n.prefix = prefix;
@@ -107,42 +100,42 @@ Result<Network> parse_network(std::string_view text) {
 }
 
 Result<Listen> parse_listen_address(std::string_view text) {
-  if (text.empty()) return quoted_error(text, "is empty", address_expected);
+  if (text.empty()) return value_error(text, "is empty", address_expected);
   std::string_view host;
   std::string_view port_text;
   bool v6 = false;
   if (text.front() == '[') {
     const auto close = text.find(']');
     if (close == std::string_view::npos || close + 1 >= text.size() || text[close + 1] != ':') {
-      return quoted_error(text, "has no \"]:port\" after the IPv6 address", address_expected);
+      return value_error(text, "has no \"]:port\" after the IPv6 address", address_expected);
     }
     host = text.substr(1, close - 1);
     port_text = text.substr(close + 2);
     v6 = true;
   } else {
     const auto colon = text.rfind(':');
-    if (colon == std::string_view::npos) return quoted_error(text, "has no \":port\"", address_expected);
+    if (colon == std::string_view::npos) return value_error(text, "has no \":port\"", address_expected);
     host = text.substr(0, colon);
     port_text = text.substr(colon + 1);
     if (host.find(':') != std::string_view::npos) {
-      return quoted_error(text, "needs brackets around its IPv6 address", address_expected);
+      return value_error(text, "needs brackets around its IPv6 address", address_expected);
     }
   }
   std::array<unsigned char, 16> buffer{};
   const std::string host_string(host);
   if (inet_pton(v6 ? AF_INET6 : AF_INET, host_string.c_str(), buffer.data()) != 1) {
-    return quoted_error(text,
+    return value_error(text,
                         v6 ? "does not hold an IPv6 address in its brackets"
                            : "has a host name or junk where an IP address belongs",
                         address_expected);
   }
   if (port_text.empty() || port_text.size() > 5 ||
       port_text.find_first_not_of("0123456789") != std::string_view::npos) {
-    return quoted_error(text, "has no valid port number", address_expected);
+    return value_error(text, "has no valid port number", address_expected);
   }
   unsigned port = 0;
   for (char c : port_text) port = port * 10 + static_cast<unsigned>(c - '0');
-  if (port == 0 || port > 65535) return quoted_error(text, "has a port outside 1..65535", address_expected);
+  if (port == 0 || port > 65535) return value_error(text, "has a port outside 1..65535", address_expected);
   Listen l;
   l.address = std::string(text);
   l.host = host_string;

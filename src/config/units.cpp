@@ -39,35 +39,26 @@ Digits leading_digits(std::string_view text) {
   return d;
 }
 
-Error unit_error(std::string_view text, std::string_view why, std::string_view expected) {
-  std::string m = "\"";
-  m += text;
-  m += "\" ";
-  m += why;
-  m += ' ';
-  m += expected;
-  return Error{m};
-}
 
 // Parses "<digits><unit>" against a table of units; shared by durations and sizes.
 template <std::size_t N>
 Result<std::uint64_t> parse_scaled(std::string_view text, const std::array<Unit, N>& units,
                                    bool unit_required, std::uint64_t max, std::string_view expected) {
-  if (text.empty()) return unit_error(text, "is empty", expected);
-  if (text.front() == '-') return unit_error(text, "is negative", expected);
+  if (text.empty()) return value_error(text, "is empty", expected);
+  if (text.front() == '-') return value_error(text, "is negative", expected);
   const Digits d = leading_digits(text);
-  if (d.length == 0) return unit_error(text, "does not start with digits", expected);
+  if (d.length == 0) return value_error(text, "does not start with digits", expected);
   const std::string_view unit = text.substr(d.length);
-  if (unit.empty() && unit_required) return unit_error(text, "has no unit", expected);
+  if (unit.empty() && unit_required) return value_error(text, "has no unit", expected);
   for (const Unit& u : units) {
     if (u.name != unit) continue;
-    if (d.overflow || d.value > max / u.factor) return unit_error(text, "is too large", expected);
+    if (d.overflow || d.value > max / u.factor) return value_error(text, "is too large", expected);
     return d.value * u.factor;
   }
   std::string why = "has an unknown unit \"";
   why += unit;
   why += '"';
-  return unit_error(text, why, expected);
+  return value_error(text, why, expected);
 }
 
 constexpr std::array<Unit, 5> duration_units{{
@@ -86,6 +77,17 @@ constexpr std::array<Unit, 11> size_units{{{"", 1},
                                            {"TB", 1000ull * 1000 * 1000 * 1000}}};
 
 }  // namespace
+
+// `"text" why (expected …)`: how every bad config value is reported.
+Error value_error(std::string_view text, std::string_view why, std::string_view expected) {
+  std::string m = "\"";
+  m += text;
+  m += "\" ";
+  m += why;
+  m += ' ';
+  m += expected;
+  return Error{m};
+}
 
 Result<std::chrono::milliseconds> parse_duration(std::string_view text) {
   // The limit keeps every later `now + duration` inside int64 nanoseconds for centuries.
@@ -127,22 +129,22 @@ std::string format_size(std::uint64_t bytes) {
 }
 
 Result<std::pair<std::uint32_t, std::chrono::seconds>> parse_rate(std::string_view text) {
-  if (text.empty()) return unit_error(text, "is empty", rate_expected);
+  if (text.empty()) return value_error(text, "is empty", rate_expected);
   const auto slash = text.find('/');
-  if (slash == std::string_view::npos) return unit_error(text, "has no \"/PERIOD\"", rate_expected);
+  if (slash == std::string_view::npos) return value_error(text, "has no \"/PERIOD\"", rate_expected);
   const std::string_view count_text = text.substr(0, slash);
   const std::string_view period_text = text.substr(slash + 1);
   if (!count_text.empty() && count_text.front() == '-') {
-    return unit_error(text, "has a negative count", rate_expected);
+    return value_error(text, "has a negative count", rate_expected);
   }
   const Digits d = leading_digits(count_text);
   if (d.length == 0 || d.length != count_text.size()) {
-    return unit_error(text, "does not start with a whole number", rate_expected);
+    return value_error(text, "does not start with a whole number", rate_expected);
   }
   if (d.overflow || d.value > std::numeric_limits<std::uint32_t>::max()) {
-    return unit_error(text, "has too large a count", rate_expected);
+    return value_error(text, "has too large a count", rate_expected);
   }
-  if (d.value == 0) return unit_error(text, "allows nothing at all", rate_expected);
+  if (d.value == 0) return value_error(text, "allows nothing at all", rate_expected);
 
   constexpr std::array<std::pair<std::string_view, std::int64_t>, 10> periods{{{"s", 1},
                                                                                {"sec", 1},
@@ -162,14 +164,14 @@ Result<std::pair<std::uint32_t, std::chrono::seconds>> parse_rate(std::string_vi
   if (!period_text.empty() && period_text.front() >= '0' && period_text.front() <= '9') {
     auto period = parse_duration(period_text);
     if (!period || period->count() == 0 || period->count() % 1000 != 0) {
-      return unit_error(text, "has a period that is not a whole number of seconds", rate_expected);
+      return value_error(text, "has a period that is not a whole number of seconds", rate_expected);
     }
     return std::pair{count, std::chrono::duration_cast<std::chrono::seconds>(*period)};
   }
   std::string why = "has an unknown period \"";
   why += period_text;
   why += '"';
-  return unit_error(text, why, rate_expected);
+  return value_error(text, why, rate_expected);
 }
 
 std::string format_rate(std::uint32_t count, std::chrono::seconds period) {

@@ -15,6 +15,9 @@ namespace mailferry::config {
 
 // Digits then exactly one unit: "500ms", "30s", "10m", "1h", "5d". No sign, no spaces, no fractions,
 // no compound forms ("1h30m"); "0s" is a valid duration (fields that need more than zero say so).
+// One line for a bad value: `"text" why (expected …)`; shared by every parser of config values.
+Error value_error(std::string_view text, std::string_view why, std::string_view expected);
+
 Result<std::chrono::milliseconds> parse_duration(std::string_view text);
 
 // The largest unit that divides evenly, so parse_duration(format_duration(d)) == d: 90000ms → "90s",
