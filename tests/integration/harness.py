@@ -715,6 +715,21 @@ class RelayCase(unittest.TestCase):
         self.addCleanup(self._dump_log_on_failure, mf)
 
 
+class SharedRelayCase(RelayCase):
+    """One upstream + mailferry pair shared by every test of the class (cheaper than one each);
+    a failing test still prints mailferry's log."""
+
+    @classmethod
+    def setUpClass(cls):
+        cls.dir = cls.class_workdir()
+        cls.upstream = new_upstream(cls.dir, cls.addClassCleanup)
+        cls.mf = new_mailferry(cls.dir, cls.addClassCleanup, cls.upstream.port)
+
+    def setUp(self):
+        super().setUp()
+        self.dump_log_on_failure(self.mf)
+
+
 def main() -> None:
     """Entry point of every test file: argv[1] (if it is not an option) is the mailferry binary."""
     global MAILFERRY_BIN

@@ -14,7 +14,7 @@ import uuid
 
 import harness
 from harness import (RelayCase, body_of, check_added_headers, field_name, header_fields,
-                     make_message, new_mailferry, new_upstream, smtp_connect, smtp_send,
+                     make_message, smtp_connect, smtp_send,
                      spool_ids)
 
 DELIVERY_TIMEOUT = 20.0
@@ -24,17 +24,7 @@ def marker() -> str:
     return uuid.uuid4().hex
 
 
-class RelayTest(RelayCase):
-    @classmethod
-    def setUpClass(cls):
-        cls.dir = cls.class_workdir()
-        cls.upstream = new_upstream(cls.dir, cls.addClassCleanup)
-        cls.mf = new_mailferry(cls.dir, cls.addClassCleanup, cls.upstream.port)
-
-    def setUp(self):
-        super().setUp()
-        self.dump_log_on_failure(self.mf)
-
+class RelayTest(harness.SharedRelayCase):
     def test_envelope_and_bytes_identical(self):
         m = marker()
         body = (b"Hello,\r\n"

@@ -16,7 +16,7 @@ import time
 import uuid
 
 import harness
-from harness import RelayCase, has_bare_cr_or_lf, new_mailferry, new_upstream
+from harness import has_bare_cr_or_lf
 
 SEQUENCES = ["\n.\n", "\n.\r\n", "\r.\r", "\r\n.\n", "\n.\r", "\r.\r\n", "\r\n.\r"]
 DELIVERY_TIMEOUT = 20.0
@@ -50,17 +50,7 @@ class RawSession:
         self.sock.close()
 
 
-class SmugglingTest(RelayCase):
-    @classmethod
-    def setUpClass(cls):
-        cls.dir = cls.class_workdir()
-        cls.upstream = new_upstream(cls.dir, cls.addClassCleanup)
-        cls.mf = new_mailferry(cls.dir, cls.addClassCleanup, cls.upstream.port)
-
-    def setUp(self):
-        super().setUp()
-        self.dump_log_on_failure(self.mf)
-
+class SmugglingTest(harness.SharedRelayCase):
     def test_fake_terminators(self):
         markers = {}
         for seq in SEQUENCES:
