@@ -93,7 +93,7 @@ int main(int argc, char** argv) {
   if (serve->parsed()) {
     auto cfg = load(config_flag);
     if (!cfg) return fail(ExitCode::config, cfg.error().message);
-    return to_int(daemon::serve(*cfg));
+    return to_int(daemon::serve(*cfg, config_path(config_flag)));
   }
   if (check->parsed()) {
     auto cfg = load(config_flag);

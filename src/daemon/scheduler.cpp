@@ -122,9 +122,20 @@ asio::awaitable<ReadOutcome> read_on_pool(spool::Spool* spool, spool::QueueId id
 }  // namespace
 
 Scheduler::Scheduler(asio::any_io_executor ex, asio::any_io_executor disk, spool::Spool& spool,
-                     const config::Config& config, std::shared_ptr<tls::ClientContext> upstream_tls)
-    : ex_(ex), disk_(disk), upstream_tls_(std::move(upstream_tls)), spool_(spool), config_(config),
-      retry_(config.queue.retry_schedule, config.queue.max_age), ports_(config.upstream.ports), wake_(ex) {}
+                     std::shared_ptr<const config::Config> config, std::shared_ptr<tls::ClientContext> upstream_tls)
+    : ex_(ex), disk_(disk), upstream_tls_(std::move(upstream_tls)), spool_(spool), config_(std::move(config)),
+      retry_(config_->queue.retry_schedule, config_->queue.max_age), ports_(config_->upstream.ports), wake_(ex) {}
+
+void Scheduler::reconfigure(std::shared_ptr<const config::Config> config,
+                            std::shared_ptr<tls::ClientContext> upstream_tls) {
+  const auto& before = config_->upstream;
+  const auto& after = config->upstream;
+  if (before.host != after.host || before.ports != after.ports) ports_ = delivery::PortPlan(after.ports);
+  retry_ = delivery::RetrySchedule(config->queue.retry_schedule, config->queue.max_age);
+  config_ = std::move(config);
+  upstream_tls_ = std::move(upstream_tls);
+  wake();
+}
 
 namespace {
 // spool_dir/upstream-port: the port that worked, so a restart does not wait on a blocked one.
@@ -223,12 +234,14 @@ asio::awaitable<void> Scheduler::run() {
 }
 
 asio::awaitable<void> Scheduler::deliver(std::vector<spool::QueueId> batch) {
+  // This session's config: a reload swaps config_, not what an open connection was made with.
+  const std::shared_ptr<const config::Config> config = config_;
   std::vector<net::PortAttempt> attempts;
   net::UpstreamLogin login;
-  login.ehlo_name = config_.hostname;
+  login.ehlo_name = config->hostname;
   login.tls = upstream_tls_;
   // password_command may take its time (a vault, a token refresher): not on the loop.
-  auto secret = co_await asio::co_spawn(disk_, secret_on_pool(&config_.upstream), asio::use_awaitable);
+  auto secret = co_await asio::co_spawn(disk_, secret_on_pool(&config->upstream), asio::use_awaitable);
   std::unique_ptr<net::UpstreamConnection> conn;
   std::string why;
   if (!secret.error.message.empty()) {
@@ -240,10 +253,10 @@ asio::awaitable<void> Scheduler::deliver(std::vector<spool::QueueId> batch) {
     const bool recheck = ports_.recheck_due(now);
     const auto order = ports_.order(now);
     if (recheck) ports_.record_recheck(now);
-    conn = co_await net::UpstreamConnection::open(config_.upstream, order, login, attempts);
+    conn = co_await net::UpstreamConnection::open(config->upstream, order, login, attempts);
     learn_ports(attempts, recheck);
     for (const auto& a : attempts) {
-      log::event("connect", {}, {{"host", config_.upstream.host}, {"port", std::to_string(a.port)},
+      log::event("connect", {}, {{"host", config->upstream.host}, {"port", std::to_string(a.port)},
                                  {"tls", a.tls}, {"result", a.verdict}, {"detail", a.detail},
                                  {"ms", std::to_string(a.took.count())}},
                  a.verdict == "ok" ? log::Level::info : log::Level::warning);
@@ -263,7 +276,7 @@ asio::awaitable<void> Scheduler::deliver(std::vector<spool::QueueId> batch) {
           it->second.in_flight = false;   // not tried: due again for the next session
         }
       }
-      if (!conn->usable() || stopping_) break;
+      if (!conn->usable() || stopping_ || config != config_) break;   // reloaded: reconnect with the new config
       batch = take_due(std::chrono::system_clock::now());
     }
     co_await conn->quit();
@@ -293,7 +306,7 @@ asio::awaitable<void> Scheduler::deliver_one(const spool::QueueId& id, net::Upst
     out.recipients.push_back(env.recipients[i].address);
   }
   const auto info = message::scan_headers(*data.data);
-  out.data = message::add_missing_headers(*data.data, info, env.arrival, id.str(), config_.hostname);
+  out.data = message::add_missing_headers(*data.data, info, env.arrival, id.str(), config_->hostname);
   auto result = co_await conn.send(std::move(out));
   if (!result) {
     const auto outcome = delivery::transport_failure(conn.failure());
@@ -378,7 +391,7 @@ asio::awaitable<void> Scheduler::finish(const spool::QueueId& id) {
   queue_.erase(it);
   // One bounce to the envelope sender; never to a null sender (a bounce of a bounce loops).
   if (any_failed && !env.sender.empty()) {
-    auto bounce = co_await asio::co_spawn(disk_, spool_bounce(&spool_, id, env, config_.hostname), asio::use_awaitable);
+    auto bounce = co_await asio::co_spawn(disk_, spool_bounce(&spool_, id, env, config_->hostname), asio::use_awaitable);
     if (bounce.id) {
       log::event("bounce_queued", bounce.id->str(), {{"for", id.str()}, {"to", bracketed(env.sender)}});
       enqueue(*bounce.id, std::move(bounce.envelope));

@@ -33,7 +33,7 @@ class Scheduler {
  public:
   // `disk` runs the spool's blocking calls (fsync), so the loop thread never waits on the disk.
   Scheduler(asio::any_io_executor ex, asio::any_io_executor disk, spool::Spool& spool,
-            const config::Config& config, std::shared_ptr<tls::ClientContext> upstream_tls);
+            std::shared_ptr<const config::Config> config, std::shared_ptr<tls::ClientContext> upstream_tls);
 
   // Loads every committed message (at start: what a crash or a stop left behind).
   void recover();
@@ -41,6 +41,10 @@ class Scheduler {
   void enqueue(const spool::QueueId& id, message::Envelope envelope);
   asio::awaitable<void> run();
   void stop();
+  // A reloaded config (SIGHUP): deliveries started from now on use it. A session under way
+  // finishes the message it is sending with the old one, then ends so the next one reconnects.
+  // The port plan starts afresh only when the upstream's host or ports changed.
+  void reconfigure(std::shared_ptr<const config::Config> config, std::shared_ptr<tls::ClientContext> upstream_tls);
   // Every queued message is due now (sendmail -q, queue flush).
   void flush();
   // One message due now (queue retry ID); false if it is not queued.
@@ -82,7 +86,7 @@ class Scheduler {
   asio::any_io_executor disk_;
   std::shared_ptr<tls::ClientContext> upstream_tls_;
   spool::Spool& spool_;
-  const config::Config& config_;
+  std::shared_ptr<const config::Config> config_;
   delivery::RetrySchedule retry_;
   delivery::PortPlan ports_;
   std::map<spool::QueueId, Entry> queue_;   // ordered by id, so oldest first

@@ -29,6 +29,7 @@
 #include "mailferry/auth/auth_throttle.hpp"
 #include "mailferry/auth/password.hpp"
 #include "mailferry/base/log.hpp"
+#include "mailferry/config/load_config.hpp"
 #include "mailferry/message/trace_headers.hpp"
 #include "mailferry/smtp/server_session.hpp"
 #include "mailferry/spool/spool.hpp"
@@ -122,91 +123,137 @@ struct Connection {
   net::Stream* stream;
 };
 
+using ConfigPtr = std::shared_ptr<const config::Config>;
+
+// One TCP listener. `listen` may change on reload (tls, auth) while the socket stays open; a
+// listener the new config no longer has is retired: closed, and forgotten when its loop ends.
+struct Listener {
+  asio::ip::tcp::acceptor acceptor;
+  config::Listen listen;
+  bool retired = false;
+};
+
+bool any_tls_listener(const config::Config& cfg) {
+  return std::any_of(cfg.listen.begin(), cfg.listen.end(),
+                     [](const auto& l) { return l.tls != config::ListenTls::none; });
+}
+
+// Same socket address: a reload keeps such a listener open (and its queue of pending connections).
+bool same_endpoint(const config::Listen& a, const config::Listen& b) {
+  std::error_code ea, eb;
+  const auto x = asio::ip::make_address(a.host, ea);
+  const auto y = asio::ip::make_address(b.host, eb);
+  return !ea && !eb && x == y && a.port == b.port;
+}
+
+// Binds and listens; the error is the one line a user sees.
+Result<void> open_listener(asio::ip::tcp::acceptor& acc, const config::Listen& l) {
+  std::error_code ec;
+  const auto addr = asio::ip::make_address(l.host, ec);
+  if (ec) return Error{"listener " + l.address + ": bad address"};
+  const asio::ip::tcp::endpoint ep(addr, l.port);
+  acc.open(ep.protocol(), ec);
+  if (!ec) acc.set_option(asio::socket_base::reuse_address(true), ec);
+  if (!ec) acc.bind(ep, ec);
+  if (!ec) acc.listen(asio::socket_base::max_listen_connections, ec);
+  if (ec) {
+    return Error{"cannot listen on " + l.address + ": " + ec.message() + " (is another server using the port?)"};
+  }
+  return {};
+}
+
+// What a config needs besides itself: the TLS contexts, made before anything switches to it.
+struct Prepared {
+  std::shared_ptr<tls::ServerContext> server_tls;   // null without TLS listeners
+  std::shared_ptr<tls::ClientContext> upstream_tls;
+};
+
+Result<Prepared> prepare(const config::Config& cfg) {
+  Prepared p;
+  if (any_tls_listener(cfg)) {
+    // load_config already insists on [tls] for TLS listeners.
+    auto ctx = tls::ServerContext::load(cfg.tls->cert_file, cfg.tls->key_file);
+    if (!ctx) return ctx.error();
+    p.server_tls = std::move(*ctx);
+  }
+  // The upstream's trust store (or ca_file) is read once per config.
+  auto upstream_tls = tls::ClientContext::create(cfg.upstream.ca_file);
+  if (!upstream_tls) return upstream_tls.error();
+  p.upstream_tls = std::move(*upstream_tls);
+  return p;
+}
+
 class Daemon {
  public:
-  Daemon(const config::Config& cfg, spool::Spool spool, std::shared_ptr<tls::ClientContext> upstream_tls)
-      : cfg_(cfg), spool_(std::move(spool)),
-        scheduler_(io_.get_executor(), disk_.get_executor(), spool_, cfg_, std::move(upstream_tls)), signals_(io_) {}
+  Daemon(ConfigPtr cfg, std::string config_path, spool::Spool spool, Prepared prepared)
+      : cfg_(std::move(cfg)), config_path_(std::move(config_path)), spool_(std::move(spool)),
+        scheduler_(io_.get_executor(), disk_.get_executor(), spool_, cfg_, std::move(prepared.upstream_tls)),
+        signals_(io_), server_tls_(std::move(prepared.server_tls)) {}
 
   ExitCode run();
 
  private:
-  asio::awaitable<void> accept_loop(asio::ip::tcp::acceptor& acceptor, const config::Listen& listen);
+  asio::awaitable<void> accept_loop(std::list<Listener>::iterator listener);
   asio::awaitable<void> accept_local(asio::local::stream_protocol::acceptor& acceptor);
   asio::awaitable<void> serve_connection(net::Stream::Socket socket, std::string peer, bool peer_trusted,
-                                         const config::Listen& listen);
+                                         config::Listen listen, ConfigPtr cfg);
   asio::awaitable<smtp::AuthResult> authenticate(const smtp::server_action::Authenticate& auth,
                                                  const std::string& client, const config::Listen& listen);
+  void start_accepting(std::list<Listener>::iterator listener);
   void on_signal(int signo);
+  void reload();
   void maybe_exit();
 
-  const config::Config& cfg_;
+  ConfigPtr cfg_;                 // the config in force; a session keeps the one it started with
+  std::string config_path_;       // read again on SIGHUP
   asio::io_context io_{1};
   asio::thread_pool disk_{2};   // commits (fsync) run here, off the loop thread
   spool::Spool spool_;
   Scheduler scheduler_;
   asio::signal_set signals_;
-  std::list<asio::ip::tcp::acceptor> acceptors_;
+  std::list<Listener> listeners_;
   asio::local::stream_protocol::acceptor local_acceptor_{io_};
   std::list<Connection> connections_;
   std::map<std::string, int> per_address_;
-  std::shared_ptr<tls::ServerContext> server_tls_;   // loaded once: the key stays parsed between handshakes
+  std::shared_ptr<tls::ServerContext> server_tls_;   // loaded per config: the key stays parsed between handshakes
   auth::AuthThrottle throttle_;
   std::string dummy_hash_;   // checked for unknown users too, so timing does not reveal who exists
   bool stopping_ = false;
 };
 
+void log_listening(const config::Listen& l) {
+  log::event("listening", {}, {{"address", l.address}, {"tls", std::string(config::to_string(l.tls))},
+                               {"auth", l.auth == config::ListenAuth::none ? "none" : "required"}});
+}
+
+void Daemon::start_accepting(std::list<Listener>::iterator listener) {
+  log_listening(listener->listen);
+  asio::co_spawn(io_, accept_loop(listener), [](std::exception_ptr e) {
+    if (e) log::error("crash", {{"where", "accept"}});
+  });
+}
+
 ExitCode Daemon::run() {
-  const bool any_tls = std::any_of(cfg_.listen.begin(), cfg_.listen.end(),
-                                   [](const auto& l) { return l.tls != config::ListenTls::none; });
-  if (any_tls) {
-    // load_config already insists on [tls] for TLS listeners.
-    auto ctx = tls::ServerContext::load(cfg_.tls->cert_file, cfg_.tls->key_file);
-    if (!ctx) {
-      std::fprintf(stderr, "mailferry: %s\n", ctx.error().message.c_str());
-      return ExitCode::config;
-    }
-    server_tls_ = std::move(*ctx);
-  }
-  for (const auto& w : secret_file_warnings(cfg_)) log::warning("insecure_file", {{"problem", w}});
-  if (!cfg_.users.empty()) {
-    auto h = auth::hash_password("not a password");
-    if (h) dummy_hash_ = *h;
-  }
-  for (const auto& l : cfg_.listen) {
-    std::error_code ec;
-    const auto addr = asio::ip::make_address(l.host, ec);
-    if (ec) {
-      std::fprintf(stderr, "mailferry: listener %s: bad address\n", l.address.c_str());
-      return ExitCode::config;
-    }
-    auto& acc = acceptors_.emplace_back(io_);
-    const asio::ip::tcp::endpoint ep(addr, l.port);
-    acc.open(ep.protocol(), ec);
-    if (!ec) acc.set_option(asio::socket_base::reuse_address(true), ec);
-    if (!ec) acc.bind(ep, ec);
-    if (!ec) acc.listen(asio::socket_base::max_listen_connections, ec);
-    if (ec) {
-      std::fprintf(stderr, "mailferry: cannot listen on %s: %s (is another server using the port?)\n",
-                   l.address.c_str(), ec.message().c_str());
+  for (const auto& w : secret_file_warnings(*cfg_)) log::warning("insecure_file", {{"problem", w}});
+  if (auto h = auth::hash_password("not a password")) dummy_hash_ = *h;
+  for (const auto& l : cfg_->listen) {
+    auto it = listeners_.insert(listeners_.end(), Listener{asio::ip::tcp::acceptor(io_), l});
+    if (auto opened = open_listener(it->acceptor, l); !opened) {
+      std::fprintf(stderr, "mailferry: %s\n", opened.error().message.c_str());
       return ExitCode::unavailable;
     }
-    log::event("listening", {}, {{"address", l.address}, {"tls", std::string(config::to_string(l.tls))},
-                                 {"auth", l.auth == config::ListenAuth::none ? "none" : "required"}});
-    asio::co_spawn(io_, accept_loop(acc, l), [](std::exception_ptr e) {
-      if (e) log::error("crash", {{"where", "accept"}});
-    });
   }
+  for (auto it = listeners_.begin(); it != listeners_.end(); ++it) start_accepting(it);
   // The local socket where `mailferry sendmail` hands messages over (any local user may connect:
   // an abstract socket has no file permissions, and lives in this network namespace only).
   {
     std::error_code ec;
     local_acceptor_.open(asio::local::stream_protocol(), ec);
-    if (!ec) local_acceptor_.bind(asio::local::stream_protocol::endpoint(local_socket_name(cfg_)), ec);
+    if (!ec) local_acceptor_.bind(asio::local::stream_protocol::endpoint(local_socket_name(*cfg_)), ec);
     if (!ec) local_acceptor_.listen(asio::socket_base::max_listen_connections, ec);
     if (ec) {
       std::fprintf(stderr, "mailferry: cannot open the local sendmail socket for %s: %s (is another mailferry "
-                   "running with this spool?)\n", cfg_.spool_dir.c_str(), ec.message().c_str());
+                   "running with this spool?)\n", cfg_->spool_dir.c_str(), ec.message().c_str());
       return ExitCode::unavailable;
     }
     asio::co_spawn(io_, accept_local(local_acceptor_), [](std::exception_ptr e) {
@@ -226,8 +273,8 @@ ExitCode Daemon::run() {
     signals_.async_wait(handler);
   };
   signals_.async_wait(handler);
-  log::event("started", {}, {{"version", MAILFERRY_VERSION}, {"spool", cfg_.spool_dir},
-                             {"upstream", cfg_.upstream.host}});
+  log::event("started", {}, {{"version", MAILFERRY_VERSION}, {"spool", cfg_->spool_dir},
+                             {"upstream", cfg_->upstream.host}});
   io_.run();
   disk_.join();
   log::event("stopped", {}, {});
@@ -236,16 +283,16 @@ ExitCode Daemon::run() {
 
 void Daemon::on_signal(int signo) {
   if (signo == SIGHUP) {
-    log::warning("reload", {{"result", "not supported yet; restart to apply a new config"}});
+    if (!stopping_) reload();
     return;
   }
   if (stopping_) return;
   stopping_ = true;
   log::event("stopping", {}, {{"signal", signo == SIGTERM ? "TERM" : "INT"},
                               {"sessions", std::to_string(connections_.size())}});
-  for (auto& a : acceptors_) {
+  for (auto& l : listeners_) {
     std::error_code ec;
-    a.close(ec);
+    l.acceptor.close(ec);
   }
   {
     std::error_code ec;
@@ -262,6 +309,69 @@ void Daemon::on_signal(int signo) {
   auto timer = std::make_shared<asio::steady_timer>(io_, drain_bound);
   timer->async_wait([this, timer](std::error_code) { io_.stop(); });
   maybe_exit();
+}
+
+// SIGHUP: read the config file again. Everything that can fail (parsing, certificates, binding new
+// listeners) happens before anything switches, so a bad config changes nothing. Sessions already
+// open keep the config they started with; a listener that stays keeps its socket.
+void Daemon::reload() {
+  const auto refuse = [](const std::string& why) {
+    log::event("reload_refused", {}, {{"error", why}, {"hint", "the running config stays in force; fix the file "
+                                                                "and send SIGHUP again"}},
+               log::Level::error);
+  };
+  auto loaded = config::load_config(config_path_);
+  if (!loaded) return refuse(loaded.error().message);
+  auto next = std::make_shared<const config::Config>(std::move(*loaded));
+  if (next->spool_dir != cfg_->spool_dir) {
+    return refuse("spool_dir changed from " + cfg_->spool_dir + " to " + next->spool_dir +
+                  ": a new spool needs a restart");
+  }
+  auto prepared = prepare(*next);
+  if (!prepared) return refuse(prepared.error().message);
+
+  // New listeners are bound aside first: a port that is taken refuses the whole reload.
+  std::list<Listener> added;
+  for (const auto& l : next->listen) {
+    const bool kept = std::any_of(listeners_.begin(), listeners_.end(), [&](const Listener& have) {
+      return !have.retired && same_endpoint(have.listen, l);
+    });
+    if (kept) continue;
+    auto it = added.insert(added.end(), Listener{asio::ip::tcp::acceptor(io_), l});
+    if (auto opened = open_listener(it->acceptor, l); !opened) return refuse(opened.error().message);
+  }
+
+  // Nothing can fail from here on.
+  int removed = 0;
+  for (auto& have : listeners_) {
+    if (have.retired) continue;
+    const auto now = std::find_if(next->listen.begin(), next->listen.end(),
+                                  [&](const config::Listen& l) { return same_endpoint(have.listen, l); });
+    if (now == next->listen.end()) {
+      have.retired = true;
+      std::error_code ec;
+      have.acceptor.close(ec);   // its loop ends and forgets it; its open sessions go on
+      log::event("listener_closed", {}, {{"address", have.listen.address}});
+      ++removed;
+    } else if (!(have.listen == *now)) {
+      have.listen = *now;
+      log_listening(have.listen);
+    }
+  }
+  std::vector<std::list<Listener>::iterator> fresh;   // list iterators stay valid across splice
+  for (auto it = added.begin(); it != added.end(); ++it) fresh.push_back(it);
+  listeners_.splice(listeners_.end(), added);
+  for (auto it : fresh) start_accepting(it);
+
+  if (next->log_format != cfg_->log_format) install_log_sink(next->log_format);
+  for (const auto& w : secret_file_warnings(*next)) log::warning("insecure_file", {{"problem", w}});
+  server_tls_ = std::move(prepared->server_tls);
+  scheduler_.reconfigure(next, std::move(prepared->upstream_tls));
+  cfg_ = std::move(next);
+  log::event("reloaded", {}, {{"config", config_path_}, {"listeners", std::to_string(cfg_->listen.size())},
+                              {"added", std::to_string(fresh.size())}, {"removed", std::to_string(removed)},
+                              {"users", std::to_string(cfg_->users.size())}, {"upstream", cfg_->upstream.host},
+                              {"sessions", std::to_string(connections_.size())}});
 }
 
 void Daemon::maybe_exit() {
@@ -283,39 +393,45 @@ asio::awaitable<void> Daemon::accept_local(asio::local::stream_protocol::accepto
     if (connections_.size() >= max_connections) continue;
     net::Stream::Socket generic(std::move(socket));
     std::string peer = local_peer(generic);
-    asio::co_spawn(io_, serve_connection(std::move(generic), std::move(peer), true, sendmail_listener),
+    ConfigPtr cfg = cfg_;
+    asio::co_spawn(io_, serve_connection(std::move(generic), std::move(peer), true, sendmail_listener, cfg),
                    [](std::exception_ptr e) {
                      if (e) log::error("crash", {{"where", "session"}});
                    });
   }
 }
 
-asio::awaitable<void> Daemon::accept_loop(asio::ip::tcp::acceptor& acceptor, const config::Listen& listen) {
-  while (!stopping_) {
-    auto [ec, socket] = co_await acceptor.async_accept(use_tuple);
+asio::awaitable<void> Daemon::accept_loop(std::list<Listener>::iterator listener) {
+  while (!stopping_ && !listener->retired) {
+    auto [ec, socket] = co_await listener->acceptor.async_accept(use_tuple);
+    if (listener->retired) break;
     if (ec) {
       if (ec == asio::error::operation_aborted || stopping_) co_return;
-      log::warning("accept_error", {{"listener", listen.address}, {"error", ec.message()}});
+      log::warning("accept_error", {{"listener", listener->listen.address}, {"error", ec.message()}});
       continue;
     }
+    // The listener's settings as they are now (a reload may have changed them), for this session.
+    const config::Listen listen = listener->listen;
+    ConfigPtr cfg = cfg_;
     std::error_code pec;
     const std::string peer = socket.remote_endpoint(pec).address().to_string();
     if (pec) continue;   // already gone
     if (per_address_[peer] >= max_connections_per_address || connections_.size() >= max_connections) {
       log::warning("rejected", {{"reason", "connections"}, {"client", peer}, {"listener", listen.address}});
-      asio::co_spawn(io_, refuse_connection(std::move(socket), cfg_.hostname), [](std::exception_ptr e) {
+      asio::co_spawn(io_, refuse_connection(std::move(socket), cfg->hostname), [](std::exception_ptr e) {
         if (e) log::error("crash", {{"where", "refuse"}});
       });
       continue;
     }
     ++per_address_[peer];
-    const bool peer_trusted = trusted(cfg_, socket.remote_endpoint(pec).address()) && !pec;
-    asio::co_spawn(io_, serve_connection(net::Stream::Socket(std::move(socket)), peer, peer_trusted, listen),
+    const bool peer_trusted = trusted(*cfg, socket.remote_endpoint(pec).address()) && !pec;
+    asio::co_spawn(io_, serve_connection(net::Stream::Socket(std::move(socket)), peer, peer_trusted, listen, cfg),
                    [this, peer](std::exception_ptr e) {
       if (e) log::error("crash", {{"where", "session"}});
       if (--per_address_[peer] <= 0) per_address_.erase(peer);
     });
   }
+  if (listener->retired) listeners_.erase(listener);
 }
 
 // A full disk or quota (or a file size limit) is "452 4.3.1", which tells the client to try later;
@@ -375,11 +491,14 @@ asio::awaitable<smtp::AuthResult> Daemon::authenticate(const smtp::server_action
   // The wait is decided by the failures before this attempt and applies to every answer, success
   // included: a client that hangs up early must not learn the verdict sooner.
   const auto delay = throttle_.delay_before_reply(client, Clock::now());
-  const auto user = std::find_if(cfg_.users.begin(), cfg_.users.end(),
+  // The users as configured now (a reload applies to the next AUTH, in open sessions too); held
+  // here so that a reload during the hash check cannot pull them away.
+  const ConfigPtr cfg = cfg_;
+  const auto user = std::find_if(cfg->users.begin(), cfg->users.end(),
                                  [&](const config::User& u) { return u.name == auth.user; });
-  const std::string& hash = user != cfg_.users.end() ? user->password_hash : dummy_hash_;
+  const std::string& hash = user != cfg->users.end() ? user->password_hash : dummy_hash_;
   bool ok = co_await asio::co_spawn(disk_, verify_on_pool(auth.password.reveal(), hash), asio::use_awaitable);
-  ok = ok && user != cfg_.users.end();
+  ok = ok && user != cfg->users.end();
   const auto now = Clock::now();
   if (ok) {
     throttle_.record_success(client, now);
@@ -400,16 +519,16 @@ asio::awaitable<smtp::AuthResult> Daemon::authenticate(const smtp::server_action
 }
 
 asio::awaitable<void> Daemon::serve_connection(net::Stream::Socket socket, std::string peer, bool peer_trusted,
-                                               const config::Listen& listen) {
+                                               config::Listen listen, ConfigPtr cfg) {
   net::Stream stream(std::move(socket), std::move(peer));
   smtp::SessionPolicy policy;
-  policy.hostname = cfg_.hostname;
-  policy.limits.max_message_size = cfg_.max_message_size;
+  policy.hostname = cfg->hostname;
+  policy.limits.max_message_size = cfg->max_message_size;
   policy.auth_required = listen.auth == config::ListenAuth::required;
   policy.peer_trusted = peer_trusted;
   policy.starttls_offered = listen.tls == config::ListenTls::starttls;
   policy.implicit_tls = listen.tls == config::ListenTls::implicit;
-  policy.auth_offered = !cfg_.users.empty();
+  policy.auth_offered = !cfg->users.empty();
   // Only the local sendmail socket may start a queue run (a TCP listener's address is host:port).
   policy.queue_control = listen.address == "sendmail";
   smtp::ServerSession session(policy);
@@ -453,7 +572,7 @@ asio::awaitable<void> Daemon::serve_connection(net::Stream::Socket socket, std::
         const bool local = listen.address == "sendmail";
         if (local) info.client_rdns_or_empty = stream.peer_address();
         else info.client_address = stream.peer_address();
-        info.by_host = cfg_.hostname;
+        info.by_host = cfg->hostname;
         info.protocol = txn->protocol;
         if (txn->recipients.size() == 1) info.for_recipient = txn->recipients.front();
         info.when = std::chrono::system_clock::now();
@@ -547,7 +666,7 @@ std::string local_socket_name(const config::Config& config) {
   return std::string(1, '\0') + "mailferry:" + config.spool_dir;
 }
 
-ExitCode serve(const config::Config& config) {
+ExitCode serve(const config::Config& config, const std::string& config_path) {
   install_log_sink(config.log_format);
   auto spool = spool::Spool::open(config.spool_dir);
   if (!spool) {
@@ -557,13 +676,14 @@ ExitCode serve(const config::Config& config) {
   if (geteuid() == 0 && config.run_as.empty()) {
     log::warning("running_as_root", {{"hint", "set run_as = \"mailferry\" in the config"}});
   }
-  // The upstream's trust store (or ca_file) is read once; a bad ca_file stops the start.
-  auto upstream_tls = tls::ClientContext::create(config.upstream.ca_file);
-  if (!upstream_tls) {
-    std::fprintf(stderr, "mailferry: %s\n", upstream_tls.error().message.c_str());
+  // A certificate, key or ca_file that cannot be loaded stops the start.
+  auto prepared = prepare(config);
+  if (!prepared) {
+    std::fprintf(stderr, "mailferry: %s\n", prepared.error().message.c_str());
     return ExitCode::config;
   }
-  Daemon daemon(config, std::move(*spool), std::move(*upstream_tls));
+  Daemon daemon(std::make_shared<const config::Config>(config), config_path, std::move(*spool),
+                std::move(*prepared));
   return daemon.run();
 }
 

@@ -11,7 +11,8 @@ namespace mailferry::daemon {
 // The local socket a running daemon accepts `sendmail` hand-offs on (one per spool directory).
 std::string local_socket_name(const config::Config& config);
 
-// Runs until SIGTERM/SIGINT. Returns the exit code; start-up failures print one line first.
-ExitCode serve(const config::Config& config);
+// Runs until SIGTERM/SIGINT; SIGHUP reads `config_path` again (see reload in serve.cpp).
+// Returns the exit code; start-up failures print one line first.
+ExitCode serve(const config::Config& config, const std::string& config_path);
 
 }  // namespace mailferry::daemon

@@ -337,9 +337,13 @@ def toml_str(s: str) -> str:
 def relay_config(*, spool_dir: str, listen_port: int, upstream_port: int,
                  trusted: tuple[str, ...] = ("127.0.0.0/8",), retry: tuple[str, ...] = ("1s",),
                  max_age: str = "1h", extra_top: str = "", extra_upstream: str = "",
-                 upstream_host: str = "127.0.0.1", upstream_ports: str | None = None) -> str:
+                 upstream_host: str = "127.0.0.1", upstream_ports: str | None = None,
+                 listen: list[str] | None = None) -> str:
     """The config every relay test uses (TOML text). upstream_ports, if given, is the TOML
-    value of [upstream] ports and replaces the single tls = "none" port upstream_port."""
+    value of [upstream] ports and replaces the single tls = "none" port upstream_port; listen,
+    if given, replaces the plaintext listener on listen_port (see listener_toml)."""
+    if listen is None:
+        listen = listener_toml(listen_port)
     if upstream_ports is None:
         upstream_ports = f'[{{ port = {upstream_port}, tls = "none" }}]'
 
@@ -349,11 +353,7 @@ def relay_config(*, spool_dir: str, listen_port: int, upstream_port: int,
         "trusted_networks = [" + ", ".join(toml_str(t) for t in trusted) + "]",
         extra_top,
         "",
-        "[[listen]]",
-        f'address = "127.0.0.1:{listen_port}"',
-        'tls = "none"',
-        'auth = "none"',
-        "",
+        *listen,
         "[upstream]",
         f"host = {toml_str(upstream_host)}",
         f"ports = {upstream_ports}",
@@ -364,6 +364,26 @@ def relay_config(*, spool_dir: str, listen_port: int, upstream_port: int,
         f"max_age = {toml_str(max_age)}",
         "",
     ])
+
+
+def listener_toml(port: int, tls: str = "none", auth: str = "none",
+                  cert: str | None = None, key: str | None = None) -> list[str]:
+    """A [[listen]] table on 127.0.0.1:port, and the [tls] table when cert is given (TOML lines)."""
+    lines = ["[[listen]]", f'address = "127.0.0.1:{port}"', f"tls = {toml_str(tls)}",
+             f"auth = {toml_str(auth)}", ""]
+    if cert is not None:
+        lines += ["[tls]", f"cert_file = {toml_str(cert)}", f"key_file = {toml_str(key)}", ""]
+    return lines
+
+
+def mailferry_hash(password: str) -> str:
+    """A crypt(3) hash for [[user]] password_hash, from `mailferry passwd`."""
+    r = subprocess.run([MAILFERRY_BIN, "passwd"], input=(password + "\n").encode(),
+                       capture_output=True, timeout=60)
+    h = r.stdout.decode(errors="replace").strip()
+    if r.returncode != 0 or not h.startswith("$"):
+        raise AssertionError(f"mailferry passwd exited {r.returncode}, printed {r.stdout!r}: {r.stderr!r}")
+    return h
 
 
 def write_file(path: str, text: str) -> str:

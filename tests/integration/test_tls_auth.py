@@ -68,16 +68,6 @@ def run_tool(argv: list[str], input: bytes | None = None, timeout: float = TOOL_
                                        err.decode(errors="replace"))
 
 
-def mailferry_hash(password: str) -> str:
-    r = run_tool([harness.MAILFERRY_BIN, "passwd"], input=(password + "\n").encode())
-    if r.returncode != 0:
-        raise AssertionError(f"mailferry passwd exited {r.returncode}: {r.stderr}")
-    h = r.stdout.strip()
-    if not h.startswith("$"):
-        raise AssertionError(f"mailferry passwd printed {r.stdout!r}, not a crypt(3) hash")
-    return h
-
-
 def sha512_crypt(password: str) -> str:
     r = run_tool(["openssl", "passwd", "-6", "-stdin"], input=(password + "\n").encode())
     if r.returncode != 0 or not r.stdout.startswith("$6$"):
@@ -201,7 +191,7 @@ def start_submission_mailferry(workdir: str, cleanup, pki, upstream_port: int,
     while implicit_port == starttls_port:
         implicit_port = harness.free_port()
     spool = os.path.join(workdir, name + "-spool")
-    users = [(ALICE, mailferry_hash(ALICE_PW), None),
+    users = [(ALICE, harness.mailferry_hash(ALICE_PW), None),
              (BOB, sha512_crypt(BOB_PW), BOB_SENDERS)]
     cfg = write_file(os.path.join(workdir, name + ".toml"),
                      submission_config(spool=spool, starttls_port=starttls_port,
@@ -764,15 +754,7 @@ class TlsConfigTest(RelayCase):
             f"spool_dir = {toml_str(os.path.join(self.workdir, name + '-spool'))}",
             f"hostname = {toml_str(harness.HOSTNAME)}",
             "",
-            "[[listen]]",
-            f'address = "127.0.0.1:{harness.free_port()}"',
-            'tls = "starttls"',
-            'auth = "required"',
-            "",
-            "[tls]",
-            f"cert_file = {toml_str(cert)}",
-            f"key_file = {toml_str(key)}",
-            "",
+            *harness.listener_toml(harness.free_port(), "starttls", "required", cert, key),
             "[upstream]",
             'host = "localhost"',
             "ports = [587]",
