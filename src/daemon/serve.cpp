@@ -42,9 +42,10 @@ namespace {
 constexpr auto use_tuple = asio::experimental::as_tuple(asio::use_awaitable);
 // How long sessions in flight may take to finish after SIGTERM before the process exits anyway.
 constexpr auto drain_bound = std::chrono::seconds(10);
-// Sessions one client address may hold at once (Postfix's smtpd_client_connection_count_limit
-// is 50; a submission client needs far fewer), and in all: beyond them, "421 4.7.0" and close.
-constexpr int max_connections_per_address = 20;
+// Sessions one client address may hold at once (as Postfix's smtpd_client_connection_count_limit),
+// and in all: beyond them, "421 4.7.0" and close. Clients in trusted_networks are exempt from the
+// per-address limit (as Postfix exempts $mynetworks): a busy web server on localhost opens many.
+constexpr int max_connections_per_address = 50;
 constexpr std::size_t max_connections = 1000;
 // A TLS handshake (STARTTLS or implicit) must finish within this, or the connection is dropped.
 constexpr auto handshake_timeout = std::chrono::seconds(30);
@@ -416,7 +417,9 @@ asio::awaitable<void> Daemon::accept_loop(std::list<Listener>::iterator listener
     std::error_code pec;
     const std::string peer = socket.remote_endpoint(pec).address().to_string();
     if (pec) continue;   // already gone
-    if (per_address_[peer] >= max_connections_per_address || connections_.size() >= max_connections) {
+    const bool peer_trusted = trusted(*cfg, socket.remote_endpoint(pec).address()) && !pec;
+    if ((!peer_trusted && per_address_[peer] >= max_connections_per_address) ||
+        connections_.size() >= max_connections) {
       log::warning("rejected", {{"reason", "connections"}, {"client", peer}, {"listener", listen.address}});
       asio::co_spawn(io_, refuse_connection(std::move(socket), cfg->hostname), [](std::exception_ptr e) {
         if (e) log::error("crash", {{"where", "refuse"}});
@@ -424,7 +427,6 @@ asio::awaitable<void> Daemon::accept_loop(std::list<Listener>::iterator listener
       continue;
     }
     ++per_address_[peer];
-    const bool peer_trusted = trusted(*cfg, socket.remote_endpoint(pec).address()) && !pec;
     asio::co_spawn(io_, serve_connection(net::Stream::Socket(std::move(socket)), peer, peer_trusted, listen, cfg),
                    [this, peer](std::exception_ptr e) {
       if (e) log::error("crash", {{"where", "session"}});

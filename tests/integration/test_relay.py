@@ -8,6 +8,7 @@ and the same bytes, plus only the trace headers mailferry adds; untrusted client
 import os
 import shutil
 import signal
+import socket
 import subprocess
 import time
 import uuid
@@ -159,6 +160,43 @@ class UntrustedTest(RelayCase):
         mf = self.start_mailferry(up.port)
         rc = mf.stop(signal.SIGTERM, grace=10.0)
         self.assertEqual(rc, 0, f"serve did not exit 0 within 10s of SIGTERM (status {rc})")
+
+
+def greetings(port: int, n: int) -> tuple[list[socket.socket], list[bytes]]:
+    """Opens n connections at once and reads each one's first reply line (bounded)."""
+    socks, lines = [], []
+    for _ in range(n):
+        socks.append(socket.create_connection(("127.0.0.1", port), timeout=10))
+    for s in socks:
+        buf = b""
+        while not buf.endswith(b"\n"):
+            chunk = s.recv(512)
+            if not chunk:
+                break
+            buf += chunk
+        lines.append(buf)
+    return socks, lines
+
+
+class ConnectionLimitTest(RelayCase):
+    def close_all(self, socks):
+        for s in socks:
+            s.close()
+
+    def test_51st_connection_from_one_untrusted_address_gets_421(self):
+        up = self.start_upstream()
+        mf = self.start_mailferry(up.port, trusted=("10.0.0.0/8",))
+        socks, lines = greetings(mf.port, 51)
+        self.addCleanup(self.close_all, socks)
+        self.assertEqual([l[:3] for l in lines[:50]], [b"220"] * 50, lines[:50])
+        self.assertTrue(lines[50].startswith(b"421 4.7.0"), lines[50])
+
+    def test_trusted_address_is_not_limited_per_address(self):
+        up = self.start_upstream()
+        mf = self.start_mailferry(up.port)   # 127.0.0.0/8 trusted
+        socks, lines = greetings(mf.port, 60)
+        self.addCleanup(self.close_all, socks)
+        self.assertEqual([l[:3] for l in lines], [b"220"] * 60, [l for l in lines if not l.startswith(b"220")])
 
 
 if __name__ == "__main__":
