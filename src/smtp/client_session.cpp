@@ -62,6 +62,8 @@ bool sendable_address(std::string_view address) {
   return true;
 }
 
+std::string rcpt_command(std::string_view address) { return "RCPT TO:<" + std::string(address) + ">\r\n"; }
+
 std::string upper(std::string_view text) {
   std::string out(text);
   for (char& c : out) {
@@ -220,6 +222,9 @@ void ClientSession::send_message(OutgoingMessage m, TimePoint now) {
   result_ = MessageResult{};
   next_rcpt_ = 0;
   accepted_rcpt_ = 0;
+  pipelined_ = false;
+  pending_.clear();
+  reported_ = false;
   if (message_.recipients.empty()) return finish_message(false, now);   // nothing to ask for
   if (auto refusal = check_message()) {
     result_.mail = std::move(*refusal);
@@ -232,7 +237,31 @@ void ClientSession::send_message(OutgoingMessage m, TimePoint now) {
   // 8-bit data, and a bounce would be worse than the (rare) refusal.
   if (message_.body_8bit && has_extension("8BITMIME")) mail += " BODY=8BITMIME";
   if (message_.smtputf8) mail += " SMTPUTF8";   // check_message() made sure it is advertised
-  send(ClientState::mail, mail + "\r\n", now);
+  send_envelope(mail + "\r\n", now);
+}
+
+// RFC 2920: with PIPELINING, MAIL, every RCPT and DATA go out in one Send, and DATA ends the group
+// (§3.1) because its reply decides whether the next bytes are the body or a command. Recipients
+// that cannot be sent stay out of the group, as they stay unsent without it.
+void ClientSession::send_envelope(std::string mail, TimePoint now) {
+  if (policy_.pipelining && has_extension("PIPELINING")) {
+    std::string group = mail;
+    std::deque<ClientState> pending{ClientState::mail};
+    for (const std::string& rcpt : message_.recipients) {
+      if (!sendable_address(rcpt)) continue;
+      group += rcpt_command(rcpt);
+      pending.push_back(ClientState::rcpt);
+    }
+    group += "DATA\r\n";
+    pending.push_back(ClientState::data);
+    // Without a recipient to send, the dialogue ends at the MAIL reply: nothing to pipeline.
+    if (pending.size() > 2 && group.size() <= policy_.max_pipelined_group) {
+      pipelined_ = true;
+      pending_ = std::move(pending);
+      return send(ClientState::mail, std::move(group), now);
+    }
+  }
+  send(ClientState::mail, std::move(mail), now);
 }
 
 // Refusals decided without asking the server, as synthetic replies so that delivery::classify
@@ -523,30 +552,83 @@ void ClientSession::scrub(std::string& text) const {
 void ClientSession::on_mail(const Reply& reply, TimePoint now) {
   if (reply.intermediate()) return unexpected(reply);
   result_.mail = reply;
+  if (pipelined_) {
+    // A refused MAIL decides for every recipient (delivery::classify reads nothing else), so the
+    // result is final now and the same as without PIPELINING, where no RCPT would have been sent.
+    // The replies to the RCPTs and DATA already sent are read all the same, and change nothing.
+    if (!reply.positive()) report();
+    else skip_unsendable();
+    return next_pending(now);
+  }
   if (!reply.positive()) return finish_message(true, now);
   send_next_rcpt_or_data(now);
 }
 
 void ClientSession::on_rcpt(const Reply& reply, TimePoint now) {
   if (reply.intermediate()) return unexpected(reply);
+  if (reported_) return next_pending(now);   // pipelined after a refused MAIL
   result_.rcpt.push_back(reply);
   if (reply.positive()) ++accepted_rcpt_;
   ++next_rcpt_;
-  send_next_rcpt_or_data(now);
+  if (!pipelined_) return send_next_rcpt_or_data(now);
+  skip_unsendable();
+  // The last RCPT answered and none accepted: without PIPELINING DATA would not have been sent, so
+  // the result is final now, without a DATA reply, whatever the server says to DATA.
+  if (next_rcpt_ == message_.recipients.size() && accepted_rcpt_ == 0) report();
+  next_pending(now);
+}
+
+// Pipelined: the oldest pending command has been answered, and the next reply answers the next one.
+// Each waits under its own RFC 5321 timeout, counted from the reply before it, since the server
+// works through the group in order.
+void ClientSession::next_pending(TimePoint now) {
+  pending_.pop_front();
+  assert(!pending_.empty() && "DATA ends every group and on_data() empties the queue");
+  state_ = pending_.front();
+  deadline_ = now + *reply_timeout(policy_, state_);
+}
+
+// Records the synthetic refusal of each recipient that cannot be sent, from next_rcpt_ up to the
+// next one that can: those got no RCPT, so no reply of the server's stands for them.
+void ClientSession::skip_unsendable() {
+  while (next_rcpt_ < message_.recipients.size() && !sendable_address(message_.recipients[next_rcpt_])) {
+    result_.rcpt.push_back(make_reply(553, "5.1.3", "recipient address cannot be sent upstream"));
+    ++next_rcpt_;
+  }
 }
 
 void ClientSession::send_next_rcpt_or_data(TimePoint now) {
-  while (next_rcpt_ < message_.recipients.size()) {
-    const std::string& rcpt = message_.recipients[next_rcpt_];
-    if (sendable_address(rcpt)) return send(ClientState::rcpt, "RCPT TO:<" + rcpt + ">\r\n", now);
-    result_.rcpt.push_back(make_reply(553, "5.1.3", "recipient address cannot be sent upstream"));
-    ++next_rcpt_;
+  skip_unsendable();
+  if (next_rcpt_ < message_.recipients.size()) {
+    return send(ClientState::rcpt, rcpt_command(message_.recipients[next_rcpt_]), now);
   }
   if (accepted_rcpt_ == 0) return finish_message(true, now);   // DATA would only get 554
   send(ClientState::data, "DATA\r\n", now);
 }
 
 void ClientSession::on_data(const Reply& reply, TimePoint now) {
+  if (pipelined_) {
+    pending_.clear();
+    // DATA was the last command sent: bytes after its reply answer nothing, so the server and
+    // the client disagree about which reply belongs to which command. None of the answers can be
+    // trusted then, and the message is left undelivered rather than judged on them.
+    if (parser_.buffered() != 0) {
+      const std::size_t n = parser_.buffered();
+      return fail(FailureClass::protocol, reply,
+                  "the server sent " + std::to_string(n) + (n == 1 ? " byte" : " bytes") +
+                      " after its reply to DATA, the last command of the pipelined group: more replies than "
+                      "commands");
+    }
+  }
+  if (reply.code == 354 && reported_) {
+    // Pipelined, and DATA accepted although MAIL or every RCPT was refused: a broken server, which
+    // should have answered 503 or 554 (RFC 5321 §3.3). The answers are already final and reported,
+    // and no byte of the message goes to a transaction without a recipient. Only a lone "." follows,
+    // ending an empty message, as Postfix does ("just send "." as per RFC 2197"): the server gets
+    // back to a known state without the connection being dropped, and it has nobody to deliver the
+    // empty message to. Its reply ends the transaction (RFC 5321 §4.1.1.4) and is not recorded.
+    return send(ClientState::data_body, ".\r\n", now);
+  }
   if (reply.code == 354) {
     // The whole body and the final "." in one Send: written with one large write, it cannot stall
     // on Nagle's algorithm between a small last segment and the terminator.
@@ -555,13 +637,13 @@ void ClientSession::on_data(const Reply& reply, TimePoint now) {
     return send(ClientState::data_body, std::move(body), now);
   }
   if (reply.intermediate() || reply.positive()) return unexpected(reply);
-  result_.data = reply;
+  if (!reported_) result_.data = reply;
   finish_message(true, now);
 }
 
 void ClientSession::on_data_end(const Reply& reply, TimePoint now) {
   if (reply.intermediate()) return unexpected(reply);
-  result_.data = reply;
+  if (!reported_) result_.data = reply;   // reported: the reply to the lone "." (see on_data)
   // The final reply ends the transaction either way (RFC 5321 §4.1.1.4): no RSET needed.
   finish_message(false, now);
 }
@@ -577,11 +659,18 @@ void ClientSession::on_rset(const Reply& reply, TimePoint /*now*/) {
 // --- transitions -------------------------------------------------------------------------------
 
 // MessageDone goes out as soon as the answers are final, before the RSET that clears an aborted
-// transaction: if the RSET then fails, the answers are still reported rather than lost.
-void ClientSession::finish_message(bool reset, TimePoint now) {
+// transaction: if the RSET then fails, the answers are still reported rather than lost. The same
+// holds pipelined for the replies still due to the rest of the group.
+void ClientSession::report() {
   actions_.push_back(client_action::MessageDone{std::move(result_)});
   result_ = MessageResult{};
+  reported_ = true;
+}
+
+void ClientSession::finish_message(bool reset, TimePoint now) {
+  if (!reported_) report();
   message_ = OutgoingMessage{};
+  pipelined_ = false;
   if (reset) return send(ClientState::rset, "RSET\r\n", now);
   become_ready();
 }
@@ -612,6 +701,8 @@ void ClientSession::close() {
   deadline_.reset();
   message_ = OutgoingMessage{};
   result_ = MessageResult{};
+  pipelined_ = false;
+  pending_.clear();
   actions_.push_back(client_action::Close{});
 }
 

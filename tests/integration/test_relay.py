@@ -162,6 +162,36 @@ class UntrustedTest(RelayCase):
         self.assertEqual(rc, 0, f"serve did not exit 0 within 10s of SIGTERM (status {rc})")
 
 
+class PipeliningTest(RelayCase):
+    """RFC 2920 towards the upstream: MAIL, every RCPT and DATA in one write when the upstream
+    offers PIPELINING, one at a time when it does not; the outcome per recipient is the same."""
+
+    def relay_three(self, up_args: list[str]) -> tuple[harness.Upstream, list[str], str]:
+        up = self.start_upstream(args=["--fail-rcpt", "gone@y=550", *up_args])
+        mf = self.start_mailferry(up.port)
+        m = uuid.uuid4().hex
+        r = smtp_send(mf.port, "sender@x", ["b@y", "gone@y", "c@y"],
+                      make_message([("Subject", f"pipelining {m}")], b"pipelined\r\n"))
+        self.assertEqual(r.code, 250, r)
+        msgs = up.wait_for(m.encode(), 20.0)
+        self.assertEqual(msgs[0]["rcpt_tos"], ["b@y", "c@y"])
+        mf.wait_event("bounced", r.queue_id, timeout=20.0)
+        conn = next(events for events in up.connections().values()
+                    if any(e.startswith("C: MAIL FROM:<sender@x>") for e in events))
+        return up, conn, r.queue_id
+
+    def test_pipelined_when_offered(self):
+        _, conn, _ = self.relay_three([])
+        buffered = [e.split()[1] for e in conn if e.startswith("buffered-after ")]
+        # MAIL and all three RCPTs were read with the rest of the group already there; DATA ends it.
+        self.assertEqual(buffered[:4], ["MAIL", "RCPT", "RCPT", "RCPT"], conn)
+        self.assertNotIn("DATA", buffered, conn)
+
+    def test_one_at_a_time_when_not_offered(self):
+        _, conn, _ = self.relay_three(["--no-pipelining"])
+        self.assertEqual([e for e in conn if e.startswith("buffered-after")], [], conn)
+
+
 def greetings(port: int, n: int) -> tuple[list[socket.socket], list[bytes]]:
     """Opens n connections at once and reads each one's first reply line (bounded)."""
     socks, lines = [], []

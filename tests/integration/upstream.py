@@ -26,10 +26,13 @@ TLS and AUTH (a provider as it really behaves):
     --implicit-tls          TLS from the first byte (port 465 style) with that certificate
     --no-starttls           a "middlebox": never offers STARTTLS, even with a certificate
     --auth USER:PASS        AUTH PLAIN and LOGIN, only over TLS, required before MAIL
+    --no-pipelining         do not advertise PIPELINING (RFC 2920; advertised by default)
     --transcript FILE       one line per event, appended and flushed at once:
                                 conn=N connect tls=none|implicit
                                 conn=N C: VERB [ARG]   (every command line read, also refused
                                                         ones; AUTH arguments masked, no DATA)
+                                conn=N buffered-after VERB   (the client had already sent more
+                                                        when VERB was read: it pipelined)
                                 conn=N S: REPLY
                                 conn=N tls-established version=TLSv1.2 cipher=... sni=...
                                 conn=N auth mechanism=PLAIN user=U result=ok|failed
@@ -77,6 +80,15 @@ class MaildirHandler:
         self.fail_data = fail_data
         self.fail_data_left = fail_data_times
         self.counter = itertools.count(1)
+        self.pipelining = True
+
+    async def handle_EHLO(self, server, session, envelope, hostname, responses):
+        # aiosmtpd 1.4 reads commands one line at a time, so it serves pipelined clients as it
+        # is; it only does not say so.
+        session.host_name = hostname
+        if self.pipelining:
+            responses.insert(len(responses) - 1, "250-PIPELINING")
+        return responses
 
     async def handle_RCPT(self, server, session, envelope, address, rcpt_options):
         code = self.fail_rcpt.get(address.lower())
@@ -186,6 +198,9 @@ class RecordingSMTP(SMTP):
             line = await readuntil(*args, **kwargs)
             if not self._quiet:
                 self._record_command(line)
+                if len(reader._buffer) > 0:   # asyncio.StreamReader's unread bytes
+                    verb = line.split(b" ", 1)[0].strip().decode("ascii", "replace").upper()
+                    self.transcript.write(self.conn_id, f"buffered-after {verb}")
             return line
 
         reader.readuntil = recording_readuntil   # readline() goes through it too
@@ -268,6 +283,7 @@ def parse_fail_rcpt(items: list[str]) -> dict:
 async def serve(args) -> None:
     handler = MaildirHandler(args.maildir, parse_fail_rcpt(args.fail_rcpt), args.fail_data,
                              args.fail_data_times)
+    handler.pipelining = not args.no_pipelining
     loop = asyncio.get_running_loop()
 
     transcript = Transcript(args.transcript)
@@ -317,6 +333,7 @@ def main() -> int:
     p.add_argument("--no-starttls", action="store_true")
     p.add_argument("--auth", metavar="USER:PASS")
     p.add_argument("--transcript", metavar="FILE")
+    p.add_argument("--no-pipelining", action="store_true")
     args = p.parse_args()
     if bool(args.tls_cert) != bool(args.tls_key):
         raise SystemExit("upstream.py: --tls-cert and --tls-key go together")

@@ -48,6 +48,14 @@ struct ClientPolicy {
   Duration tls_handshake_timeout = std::chrono::minutes(5);   // StartTls → handle_tls_* (Postfix smtp_starttls_timeout)
   std::size_t max_reply_line = 4096;                      // a longer line is a protocol failure
   std::size_t max_reply_lines = 100;                      // per multi-line reply
+  // RFC 2920 PIPELINING, used when the server advertises it: MAIL, the RCPTs and DATA go out as one
+  // Send. Off: one command per reply even then (a server that advertises it and mishandles it).
+  bool pipelining = true;
+  // A larger group goes one command at a time instead. The client must avoid deadlock (RFC 2920):
+  // while it is still writing, the server's replies pile up unread, and once both sides' socket
+  // buffers are full neither moves. Replies are about as long as commands, so a group far below
+  // any socket buffer (a few hundred recipients) cannot get there.
+  std::size_t max_pipelined_group = 16 * 1024;
 };
 
 // One message to hand over. `data` is the message as stored: lines ending in CRLF, NOT dot-stuffed
@@ -100,6 +108,7 @@ using ClientAction = std::variant<client_action::Send, client_action::MessageDon
                                   client_action::Failed, client_action::Close, client_action::StartTls>;
 
 // Each state except ready and closed waits for the reply to one command (and has a deadline).
+// With PIPELINING, mail, rcpt and data name the oldest command of the group not yet answered.
 // data_body: the body and final "." were handed out in one Send; handle_sent() moves on to data_end.
 // A reply in data_body counts as the final reply, so a shell that never calls handle_sent() works too.
 // tls_handshake waits for the shell (handle_tls_*), not for a reply. AUTH: auth waits for the reply
@@ -129,7 +138,9 @@ class ClientSession {
   void handle_tls_failed(std::string why, TimePoint now);
 
   // Only after a Ready action. The message is sent; MessageDone reports the answers, then Ready
-  // (or, after a refused MAIL/RCPT/DATA, a Send of RSET and then Ready or Failed). Refusals decided
+  // (or, after a refused MAIL/RCPT/DATA, a Send of RSET and then Ready or Failed). With PIPELINING
+  // the MessageResult is the same as without for the same answers; MessageDone may then come before
+  // the replies to the rest of the group, which are still read before the RSET. Refusals decided
   // without asking (SMTPUTF8 not offered, over the advertised SIZE, an unsendable address) come back
   // as synthetic replies in the MessageResult; a message without recipients as an empty one.
   // Ignored once the session is closed: a Ready may still be queued ahead of Failed and Close, and a
@@ -173,7 +184,11 @@ class ClientSession {
   void on_rset(const Reply& reply, TimePoint now);
 
   std::optional<Reply> check_message() const;
+  void send_envelope(std::string mail, TimePoint now);
+  void next_pending(TimePoint now);
+  void skip_unsendable();
   void send_next_rcpt_or_data(TimePoint now);
+  void report();
   void finish_message(bool reset, TimePoint now);
   void become_ready();
   void send(ClientState next, std::string bytes, TimePoint now);
@@ -194,13 +209,19 @@ class ClientSession {
   ClientPolicy::AuthMethod mechanism_ = ClientPolicy::AuthMethod::auto_;   // the one in use once AUTH is sent
   std::string sasl_challenge_;         // the XOAUTH2 error challenge, decoded, for the Failed detail
   std::vector<std::string> secrets_;   // credentials as sent (base64), never let out of the session again
-  // The message in flight. Commands go out one at a time and each reply is matched to the state
-  // that sent it; PIPELINING would send MAIL, the RCPTs and DATA together and match the replies
-  // against a queue of pending commands instead, with the same on_* handlers.
+  // The message in flight. Without PIPELINING commands go out one at a time and each reply is
+  // matched to the state that sent it. With it, MAIL, the RCPTs and DATA go out together and the
+  // replies are matched in order against pending_, the queue of commands not yet answered; state_
+  // is its head, so the same on_* handlers read them.
   OutgoingMessage message_;
   MessageResult result_;
-  std::size_t next_rcpt_ = 0;       // index into message_.recipients of the next RCPT to send
+  std::size_t next_rcpt_ = 0;       // index into message_.recipients of the next RCPT to send (or, pipelined, to answer)
   std::size_t accepted_rcpt_ = 0;   // RCPTs answered 2xx
+  bool pipelined_ = false;          // the message in flight went as one RFC 2920 group
+  std::deque<ClientState> pending_;   // pipelined: mail, one rcpt per RCPT sent, data; oldest first
+  // MessageDone has gone out for the message in flight: pipelined, the answers can be final (MAIL
+  // refused, every RCPT refused) before the rest of the group is answered.
+  bool reported_ = false;
 };
 
 }  // namespace mailferry::smtp

@@ -28,11 +28,14 @@ struct Quit {};
 using Job = std::variant<OutgoingMessage, Quit>;   // what the "scheduler" does on each Ready
 enum class End { none, eof, timeout };
 
+// One command per reply: the transcripts up to the PIPELINING section script that dialogue, though
+// ehlo_ok advertises PIPELINING. The pipelined tests turn it back on (pipelined()).
 ClientPolicy policy() {
   ClientPolicy p;
   p.ehlo_name = "relay.example.net";
   p.max_reply_line = 512;
   p.max_reply_lines = 20;
+  p.pipelining = false;
   return p;
 }
 
@@ -961,4 +964,273 @@ TEST_CASE("credentials appear only in Send bytes, even when the server echoes th
   // The echo is still readable, with the secrets masked.
   Script s = tls_script({greeting, ehlo_inside, echo}, ClientPolicy::TlsMode::implicit, "alice@example.com");
   CHECK(check(s).failures.at(0).reply->summary() == "535 5.7.8 bad: ******** = \"********\"");
+}
+
+// --- PIPELINING (RFC 2920) ---------------------------------------------------------------------------
+
+namespace {
+
+Script pipelined(std::vector<std::string> server, std::vector<Job> jobs, End end = End::none) {
+  Script s{std::move(server), std::move(jobs), end};
+  s.client.pipelining = true;
+  return s;
+}
+
+// Every reply of every MessageDone in full: a pipelined result must equal the one-at-a-time result.
+std::string full(const Run& r) {
+  std::string out;
+  for (const MessageResult& m : r.results) {
+    out += "mail=" + (m.mail ? m.mail->summary() : "-");
+    for (const Reply& rcpt : m.rcpt) out += " rcpt=" + rcpt.summary();
+    out += " data=" + (m.data ? m.data->summary() : "-") + "\n";
+  }
+  return out;
+}
+
+const std::vector<std::string> trio = {"bob@example.org", "carol@example.org", "dave@example.org"};
+const std::string c_group1 = "C: MAIL FROM:<alice@example.com> SIZE=22\r\nRCPT TO:<bob@example.org>\r\nDATA\r\n";
+const std::string c_group3 =
+    "C: MAIL FROM:<alice@example.com> SIZE=22\r\nRCPT TO:<bob@example.org>\r\nRCPT TO:<carol@example.org>\r\n"
+    "RCPT TO:<dave@example.org>\r\nDATA\r\n";
+const std::vector<std::string> nobody_bob = {"nobody@example.org", "bob@example.org"};
+const std::string c_group_nobody_bob =
+    "C: MAIL FROM:<alice@example.com> SIZE=22\r\nRCPT TO:<nobody@example.org>\r\nRCPT TO:<bob@example.org>\r\n"
+    "DATA\r\n";
+const std::string c_group_nobody = "C: MAIL FROM:<alice@example.com> SIZE=22\r\nRCPT TO:<nobody@example.org>\r\nDATA\r\n";
+const std::string no_such_user = "550 5.1.1 No such user\r\n";
+const std::string no_valid_rcpt = "554 5.5.1 Error: no valid recipients\r\n";
+const std::string need_mail = "503 5.5.1 Error: need MAIL command\r\n";
+
+}  // namespace
+
+TEST_CASE("PIPELINING: MAIL, every RCPT and DATA in one Send, DATA last", "[smtp][client_session][pipelining]") {
+  CHECK(ClientPolicy{}.pipelining);   // used whenever the server advertises it
+  OutgoingMessage m = message(trio);
+  m.body_8bit = true;
+  m.smtputf8 = true;
+  const Run r = check(pipelined({greeting, ehlo_ok}, {m}));
+  CHECK(r.log == Log{c_ehlo, "ready",
+                     "C: MAIL FROM:<alice@example.com> SIZE=22 BODY=8BITMIME SMTPUTF8\r\nRCPT TO:<bob@example.org>\r\n"
+                     "RCPT TO:<carol@example.org>\r\nRCPT TO:<dave@example.org>\r\nDATA\r\n"});
+}
+
+TEST_CASE("PIPELINING: all accepted, the body after 354, the same result as one at a time",
+          "[smtp][client_session][pipelining]") {
+  const std::vector<std::string> server = {greeting, ehlo_ok, mail_ok, rcpt_ok, rcpt_ok, rcpt_ok, go_ahead, queued, bye};
+  const Run r = check(pipelined(server, {message(trio), Quit{}}));
+  CHECK(r.log == Log{c_ehlo, "ready", c_group3, c_body, "done mail=250 rcpt=250,250,250 data=250", "ready",
+                     "C: QUIT\r\n", "close"});
+  const Run one_at_a_time = check({server, {message(trio), Quit{}}});
+  CHECK(one_at_a_time.log.size() == r.log.size() + 4);   // MAIL, RCPT, RCPT, RCPT, DATA instead of one group
+  CHECK(full(r) == full(one_at_a_time));
+  CHECK(r.results.at(0).data->lines == std::vector<std::string>{"Ok: queued as 4F2A"});
+}
+
+TEST_CASE("PIPELINING: the replies in one read, one per read, or split anywhere", "[smtp][client_session][pipelining]") {
+  // check() also feeds each input byte by byte and split in two at every position.
+  const Run one_read = check(pipelined({greeting, ehlo_ok, mail_ok + rcpt_ok + rcpt_ok + rcpt_ok + go_ahead, queued},
+                                       {message(trio)}));
+  CHECK(one_read.log == Log{c_ehlo, "ready", c_group3, c_body, "done mail=250 rcpt=250,250,250 data=250", "ready"});
+  const Run per_read = check(pipelined({greeting, ehlo_ok, mail_ok, rcpt_ok, rcpt_ok, rcpt_ok, go_ahead, queued},
+                                       {message(trio)}));
+  CHECK(per_read.log == one_read.log);
+  // The greeting, EHLO reply and all the group's replies in one read, as a fast server may send them.
+  const Run everything = check(pipelined({greeting + ehlo_ok, mail_ok + rcpt_ok + rcpt_ok + rcpt_ok + go_ahead, queued},
+                                         {message(trio)}));
+  CHECK(everything.log == one_read.log);
+}
+
+TEST_CASE("PIPELINING: one RCPT refused of three", "[smtp][client_session][pipelining]") {
+  const std::vector<std::string> server = {greeting, ehlo_ok, mail_ok, rcpt_ok, no_such_user, rcpt_ok, go_ahead, queued};
+  const Run r = check(pipelined(server, {message(trio)}));
+  CHECK(r.log == Log{c_ehlo, "ready", c_group3, c_body, "done mail=250 rcpt=250,550,250 data=250", "ready"});
+  CHECK(r.results.at(0).rcpt.at(1).summary() == "550 5.1.1 No such user");
+  CHECK(full(r) == full(check({server, {message(trio)}})));
+}
+
+TEST_CASE("PIPELINING: every RCPT refused, DATA refused: no body, RSET", "[smtp][client_session][pipelining]") {
+  const std::string data_refusal = GENERATE(as<std::string>{}, no_valid_rcpt, "503 5.5.1 Error: need RCPT command\r\n");
+  CAPTURE(data_refusal);
+  const Run r = check(pipelined({greeting, ehlo_ok, mail_ok, no_such_user, "450 4.2.1 busy\r\n", data_refusal, rset_ok},
+                                {message(nobody_bob)}));
+  // No DATA reply in the result, as without PIPELINING, where DATA is not sent at all.
+  CHECK(r.log == Log{c_ehlo, "ready", c_group_nobody_bob, "done mail=250 rcpt=550,450 data=-", "C: RSET\r\n", "ready"});
+  CHECK(full(r) == full(check({{greeting, ehlo_ok, mail_ok, no_such_user, "450 4.2.1 busy\r\n", rset_ok},
+                               {message(nobody_bob)}})));
+  // The answers were final before the DATA reply: a connection lost then loses nothing.
+  const Run lost = check(pipelined({greeting, ehlo_ok, mail_ok, no_such_user, "450 4.2.1 busy\r\n"},
+                                   {message(nobody_bob)}, End::eof));
+  CHECK(lost.log == Log{c_ehlo, "ready", c_group_nobody_bob, "done mail=250 rcpt=550,450 data=-",
+                        "failed connection: connection closed by the server while waiting for the DATA reply", "close"});
+}
+
+TEST_CASE("PIPELINING: MAIL refused: no body, the rest of the group read, then RSET", "[smtp][client_session][pipelining]") {
+  const std::string refused = "550 5.7.1 Sender rejected\r\n";
+  const Run r = check(pipelined({greeting, ehlo_ok, refused, need_mail, need_mail, need_mail, rset_ok, bye},
+                                {message(nobody_bob), Quit{}}));
+  CHECK(r.log == Log{c_ehlo, "ready", c_group_nobody_bob, "done mail=550 rcpt=- data=-", "C: RSET\r\n", "ready",
+                     "C: QUIT\r\n", "close"});
+  // delivery::classify reads only the MAIL reply then; the result is the one-at-a-time result.
+  CHECK(full(r) == full(check({{greeting, ehlo_ok, refused, rset_ok, bye},
+                               {message(nobody_bob), Quit{}}})));
+  // The RSET waits for the DATA reply: before it, RSET could have been taken for message data.
+  const Run waiting = check(pipelined({greeting, ehlo_ok, refused, need_mail, need_mail},
+                                      {message(nobody_bob)}, End::timeout));
+  CHECK(waiting.log == Log{c_ehlo, "ready", c_group_nobody_bob, "done mail=550 rcpt=- data=-", "timer +120s",
+                           "failed connection: timed out waiting for the DATA reply", "close"});
+}
+
+TEST_CASE("PIPELINING: 354 although no RCPT was accepted: a lone \".\", never the body", "[smtp][client_session][pipelining]") {
+  // Every RCPT refused, and a broken server accepts DATA anyway.
+  Run r = check(pipelined({greeting, ehlo_ok, mail_ok, no_such_user, go_ahead, no_valid_rcpt, bye},
+                          {message({"nobody@example.org"}), Quit{}}));
+  CHECK(r.log == Log{c_ehlo, "ready", c_group_nobody,
+                     "done mail=250 rcpt=550 data=-", "C: .\r\n", "ready", "C: QUIT\r\n", "close"});
+  CHECK(sent(r).find("hello") == std::string::npos);
+
+  // MAIL refused, and still 354; whatever the server says to the ".", it is not recorded, and the
+  // transaction is over without an RSET.
+  r = check(pipelined({greeting, ehlo_ok, "451 4.3.0 Try again later\r\n", need_mail, go_ahead, "250 2.0.0 Ok\r\n"},
+                      {message()}));
+  CHECK(r.log == Log{c_ehlo, "ready", c_group1, "done mail=451 rcpt=- data=-", "C: .\r\n", "ready"});
+  CHECK(sent(r).find("hello") == std::string::npos);
+
+  // The reply to the "." is awaited under the end-of-data timeout.
+  r = check(pipelined({greeting, ehlo_ok, mail_ok, no_such_user, go_ahead}, {message({"nobody@example.org"})},
+                      End::timeout));
+  CHECK(r.log.at(r.log.size() - 3) == "timer +600s");
+  CHECK(r.log.at(r.log.size() - 2) == "failed connection: timed out waiting for the reply to the end of data");
+}
+
+TEST_CASE("PIPELINING: the connection lost mid-group: no MessageDone", "[smtp][client_session][pipelining]") {
+  const std::string detail = "failed connection: connection closed by the server while waiting for the ";
+  Run r = check(pipelined({greeting, ehlo_ok, mail_ok}, {message(trio)}, End::eof));
+  CHECK(r.log == Log{c_ehlo, "ready", c_group3, detail + "RCPT TO reply", "close"});
+  CHECK(r.results.empty());
+  r = check(pipelined({greeting, ehlo_ok, mail_ok + rcpt_ok + rcpt_ok}, {message(trio)}, End::eof));
+  CHECK(r.log == Log{c_ehlo, "ready", c_group3, detail + "RCPT TO reply", "close"});
+  r = check(pipelined({greeting, ehlo_ok, mail_ok + rcpt_ok + rcpt_ok + "250-2.1.5 half a rep"}, {message(trio)}, End::eof));
+  CHECK(r.log == Log{c_ehlo, "ready", c_group3, detail + "RCPT TO reply", "close"});
+  r = check(pipelined({greeting, ehlo_ok, mail_ok + rcpt_ok + rcpt_ok + rcpt_ok}, {message(trio)}, End::eof));
+  CHECK(r.log == Log{c_ehlo, "ready", c_group3, detail + "DATA reply", "close"});
+  CHECK(r.results.empty());
+  // A 421 in the middle of the group is the server's word for the whole session.
+  r = check(pipelined({greeting, ehlo_ok, mail_ok + "421 4.7.0 mx closing connection\r\n"}, {message(trio)}));
+  CHECK(r.log == Log{c_ehlo, "ready", c_group3,
+                     "failed reply: server closing the session: 421 4.7.0 mx closing connection", "close"});
+  CHECK(r.results.empty());
+}
+
+TEST_CASE("PIPELINING: more replies than commands is a protocol failure", "[smtp][client_session][pipelining]") {
+  // Fed whole: the extra reply comes in the same read as the DATA reply, before anything else was
+  // sent. (Arriving later, it cannot be told from the reply to what was sent next.)
+  Run r = run(pipelined({greeting, ehlo_ok, mail_ok + rcpt_ok + go_ahead + queued}, {message()}), Feed::whole);
+  CHECK(r.log == Log{c_ehlo, "ready", c_group1,
+                     "failed protocol: the server sent " + std::to_string(queued.size()) +
+                         " bytes after its reply to DATA, the last command of the pipelined group: more replies "
+                         "than commands",
+                     "close"});
+  CHECK(r.results.empty());
+  // After a refused DATA too: which reply answers which command is in doubt, so none is reported.
+  r = run(pipelined({greeting, ehlo_ok, mail_ok + rcpt_ok + no_valid_rcpt + "2"}, {message()}), Feed::whole);
+  CHECK(r.log == Log{c_ehlo, "ready", c_group1,
+                     "failed protocol: the server sent 1 byte after its reply to DATA, the last command of the "
+                     "pipelined group: more replies than commands",
+                     "close"});
+  CHECK(r.results.empty());
+  // After the final reply, as without PIPELINING: an unsolicited reply while idle.
+  r = check(pipelined({greeting, ehlo_ok, mail_ok + rcpt_ok + go_ahead, queued + "250 2.0.0 again\r\n"}, {message()}));
+  CHECK(r.log == Log{c_ehlo, "ready", c_group1, c_body, "done mail=250 rcpt=250 data=250", "ready",
+                     "failed protocol: unsolicited reply while idle: 250 2.0.0 again", "close"});
+  // Replies that make no sense where they fall are unexpected, as without PIPELINING.
+  r = check(pipelined({greeting, ehlo_ok, mail_ok + go_ahead}, {message()}));
+  CHECK(r.log.at(3) == "failed protocol: unexpected reply while waiting for the RCPT TO reply: 354 End data with "
+                       "<CR><LF>.<CR><LF>");
+  r = check(pipelined({greeting, ehlo_ok, mail_ok + rcpt_ok + "250 2.0.0 Ok\r\n"}, {message()}));
+  CHECK(r.log.at(3) == "failed protocol: unexpected reply while waiting for the DATA reply: 250 2.0.0 Ok");
+}
+
+TEST_CASE("PIPELINING: each reply under its own RFC 5321 timeout", "[smtp][client_session][pipelining]") {
+  ClientPolicy p = policy();
+  p.pipelining = true;
+  p.command_timeout = 11s;
+  p.data_init_timeout = 13s;
+  p.data_end_timeout = 17s;
+  ClientSession s(p);
+  auto feed = [&](const std::string& in, TimePoint now) {
+    s.handle_bytes(std::span<const char>(in.data(), in.size()), now);
+  };
+  s.handle_connected(t0);
+  feed(greeting + ehlo_ok, t0);
+  while (s.poll_action()) {
+  }
+  s.send_message(message({"bob@example.org", "carol@example.org"}), t0 + 1s);
+  CHECK(s.state() == ClientState::mail);
+  CHECK(s.poll_deadline() == t0 + 12s);
+  s.handle_sent(t0 + 2s);   // the group took a second to write
+  CHECK(s.poll_deadline() == t0 + 13s);
+  feed(mail_ok, t0 + 3s);
+  CHECK(s.state() == ClientState::rcpt);
+  CHECK(s.poll_deadline() == t0 + 14s);
+  feed(rcpt_ok, t0 + 4s);
+  CHECK(s.state() == ClientState::rcpt);
+  CHECK(s.poll_deadline() == t0 + 15s);
+  feed(rcpt_ok, t0 + 5s);
+  CHECK(s.state() == ClientState::data);
+  CHECK(s.poll_deadline() == t0 + 18s);   // data_init_timeout
+  s.handle_timeout(t0 + 17s);              // early: nothing
+  CHECK(s.state() == ClientState::data);
+  feed(go_ahead, t0 + 6s);
+  CHECK(s.state() == ClientState::data_body);
+  CHECK(s.poll_deadline() == t0 + 23s);
+  s.handle_timeout(t0 + 23s);
+  CHECK(s.state() == ClientState::closed);
+}
+
+TEST_CASE("PIPELINING: a second message on the same session after RSET", "[smtp][client_session][pipelining]") {
+  const Run r = check(pipelined({greeting, ehlo_ok, mail_ok, no_such_user, no_valid_rcpt, rset_ok, mail_ok, rcpt_ok,
+                                 go_ahead, queued, bye},
+                                {message({"nobody@example.org"}), message(), Quit{}}));
+  CHECK(r.log == Log{c_ehlo, "ready", c_group_nobody,
+                     "done mail=250 rcpt=550 data=-", "C: RSET\r\n", "ready", c_group1, c_body,
+                     "done mail=250 rcpt=250 data=250", "ready", "C: QUIT\r\n", "close"});
+}
+
+TEST_CASE("PIPELINING: not advertised, or not wanted: one command at a time, as before",
+          "[smtp][client_session][pipelining]") {
+  const std::string ehlo_no_pipelining =
+      "250-mx.example.org Hello relay.example.net\r\n250-SIZE 35882577\r\n250-8BITMIME\r\n250 SMTPUTF8\r\n";
+  const Log one_at_a_time{c_ehlo, c_mail, c_rcpt, c_data, c_body, "done mail=250 rcpt=250 data=250", "ready",
+                          "C: QUIT\r\n", "close"};
+  Script s = pipelined({greeting, ehlo_no_pipelining, mail_ok, rcpt_ok, go_ahead, queued, bye}, {message(), Quit{}});
+  Log expected = one_at_a_time;
+  expected.insert(expected.begin() + 1, "ready");
+  CHECK(check(s).log == expected);
+  // HELO: no extensions at all.
+  s.server = {greeting, "502 5.5.2 what?\r\n", "250 mx.example.org\r\n", mail_ok, rcpt_ok, go_ahead, queued, bye};
+  CHECK(check(s).log == Log{c_ehlo, "C: HELO relay.example.net\r\n", "ready", "C: MAIL FROM:<alice@example.com>\r\n",
+                            c_rcpt, c_data, c_body, "done mail=250 rcpt=250 data=250", "ready", "C: QUIT\r\n", "close"});
+  // Advertised, but turned off.
+  s.server = {greeting, ehlo_ok, mail_ok, rcpt_ok, go_ahead, queued, bye};
+  s.client.pipelining = false;
+  CHECK(check(s).log == expected);
+  // A group over max_pipelined_group goes one command at a time; one at the limit goes whole.
+  s.client.pipelining = true;
+  s.client.max_pipelined_group = c_group1.size() - 3 - 1;   // without "C: "
+  CHECK(check(s).log == expected);
+  s.client.max_pipelined_group = c_group1.size() - 3;
+  CHECK(check(s).log == Log{c_ehlo, "ready", c_group1, c_body, "done mail=250 rcpt=250 data=250", "ready",
+                            "C: QUIT\r\n", "close"});
+}
+
+TEST_CASE("PIPELINING: addresses that cannot be sent stay out of the group", "[smtp][client_session][pipelining]") {
+  Run r = check(pipelined({greeting, ehlo_ok, mail_ok, rcpt_ok, no_such_user, go_ahead, queued},
+                          {message({"evil@x>\r\nRSET", "bob@example.org", "bad\x01@x", "carol@example.org", "x<y"})}));
+  CHECK(r.log == Log{c_ehlo, "ready",
+                     "C: MAIL FROM:<alice@example.com> SIZE=22\r\nRCPT TO:<bob@example.org>\r\n"
+                     "RCPT TO:<carol@example.org>\r\nDATA\r\n",
+                     c_body, "done mail=250 rcpt=553,250,553,550,553 data=250", "ready"});
+  // None sendable: MAIL alone, then RSET, as without PIPELINING.
+  r = check(pipelined({greeting, ehlo_ok, mail_ok, rset_ok}, {message({"evil@x>\r\nRSET"})}));
+  CHECK(r.log == Log{c_ehlo, "ready", c_mail, "done mail=250 rcpt=553 data=-", "C: RSET\r\n", "ready"});
 }
