@@ -208,7 +208,7 @@ class Daemon {
   ConfigPtr cfg_;                 // the config in force; a session keeps the one it started with
   std::string config_path_;       // read again on SIGHUP
   asio::io_context io_{1};
-  asio::thread_pool disk_{2};   // commits (fsync) run here, off the loop thread
+  asio::thread_pool disk_{8};   // commits (fsync) run here, off the loop thread: enough for their syncs to group
   spool::Spool spool_;
   Scheduler scheduler_;
   asio::signal_set signals_;

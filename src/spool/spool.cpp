@@ -25,11 +25,13 @@
 #include <atomic>
 #include <cerrno>
 #include <cstdio>
+#include <memory>
 #include <optional>
 #include <string_view>
 #include <system_error>
 #include <utility>
 
+#include "mailferry/spool/group_sync.hpp"
 #include "mailferry/spool/queue_file.hpp"
 
 namespace mailferry::spool {
@@ -95,6 +97,8 @@ class DirStream {
 
 // The spool's directories, opened once. Immutable after open, so Incoming objects on other threads
 // share it safely; shared ownership lets an Incoming outlive the Spool that began it.
+int fsync_fd(int fd);
+
 struct Dirs {
   std::string path;
   Fd root;
@@ -102,6 +106,14 @@ struct Dirs {
   Fd queue;
   Fd failed;
   Fd corrupt;
+  // fsync of queue/, grouped across threads: every commit and every removal renames into or out
+  // of it and must wait for it, so concurrent ones share one fsync (a pointer: Dirs is shared const).
+  std::unique_ptr<GroupSync> queue_sync;
+
+  // fsync of an area after a rename in it; 0 or an errno.
+  int sync_area(Area a) const {
+    return a == Area::queue ? queue_sync->sync() : fsync_fd(failed.get());
+  }
 
   int area_fd(Area a) const {
     switch (a) {
@@ -351,7 +363,7 @@ struct Incoming::State {
     }
     // fsync queue/ as well: rename() is durable only once the directory entry is on disk, and a
     // 250 promises the message survives power loss.
-    if (int err = fsync_fd(dirs->queue.get())) {
+    if (int err = dirs->queue_sync->sync()) {
       // No 250 will be given, so take the message back out of queue/: the client keeps ownership
       // and will retry, and delivering this copy as well would be a duplicate. If it cannot be
       // taken back, it is a durable-or-not copy that at-least-once permits.
@@ -530,6 +542,7 @@ Result<Opened> open_dirs(const std::string& dir, bool exclusive) {
     if (!opened) return sys_error(dir, std::string("cannot open ") + name + "/", opened.error().sys_errno);
     *fd = std::move(*opened);
   }
+  dirs->queue_sync = std::make_unique<GroupSync>([queue = dirs->queue.get()] { return fsync_fd(queue); });
   // New area directories must survive a crash before anything is committed into them.
   if (created) {
     if (int err = fsync_fd(dirs->root.get())) return sys_error(dir, "cannot fsync", err);
@@ -690,7 +703,9 @@ Result<void> Spool::remove(const QueueId& id, Area area) {
   }
   // fsync the area: until its entry is gone on disk, a crash would bring the message back and it
   // would be delivered twice.
-  if (int err = fsync_fd(from)) return sys_error(dirs.path, "cannot fsync " + std::string(area_name(area)) + "/", err);
+  if (int err = dirs.sync_area(area)) {
+    return sys_error(dirs.path, "cannot fsync " + std::string(area_name(area)) + "/", err);
+  }
   remove_tree(dirs.incoming.get(), trash);
   return {};
 }
@@ -705,8 +720,8 @@ Result<void> Spool::fail(const QueueId& id, const message::Envelope& e) {
   }
   // Destination first: a crash between the two fsyncs may show the message in queue/ again
   // (tried once more, then failed again), never in neither.
-  if (int err = fsync_fd(dirs.failed.get())) return sys_error(dirs.path, "cannot fsync failed/", err);
-  if (int err = fsync_fd(dirs.queue.get())) return sys_error(dirs.path, "cannot fsync queue/", err);
+  if (int err = dirs.sync_area(Area::failed)) return sys_error(dirs.path, "cannot fsync failed/", err);
+  if (int err = dirs.sync_area(Area::queue)) return sys_error(dirs.path, "cannot fsync queue/", err);
   return {};
 }
 
