@@ -218,7 +218,8 @@ void Scheduler::start_session(std::vector<spool::QueueId> batch) {
 asio::awaitable<void> Scheduler::run() {
   while (!stopping_) {
     const WallTime now = std::chrono::system_clock::now();
-    while (active_sessions_ < max_sessions) {
+    // An idle session takes what is due first; new sessions only when none is idle.
+    while (active_sessions_ < max_sessions && idle_.empty()) {
       auto batch = take_due(now);
       if (batch.empty()) break;
       start_session(std::move(batch));
@@ -278,11 +279,29 @@ asio::awaitable<void> Scheduler::deliver(std::vector<spool::QueueId> batch) {
       }
       if (!conn->usable() || stopping_ || config != config_) break;   // reloaded: reconnect with the new config
       batch = take_due(std::chrono::system_clock::now());
+      if (batch.empty()) batch = co_await wait_for_work(config);
     }
     co_await conn->quit();
   }
   --active_sessions_;
   wake();
+  if (active_sessions_ == 0 && on_all_ended_) on_all_ended_();
+}
+
+asio::awaitable<std::vector<spool::QueueId>> Scheduler::wait_for_work(
+    const std::shared_ptr<const config::Config>& config) {
+  const auto until = std::chrono::steady_clock::now() + idle_keep;
+  asio::steady_timer timer(ex_);
+  std::vector<spool::QueueId> batch;
+  while (batch.empty() && !stopping_ && config == config_ && std::chrono::steady_clock::now() < until) {
+    timer.expires_at(until);
+    idle_.push_back(&timer);
+    co_await timer.async_wait(asio::experimental::as_tuple(asio::use_awaitable));
+    idle_.remove(&timer);
+    if (stopping_ || config != config_) break;
+    batch = take_due(std::chrono::system_clock::now());
+  }
+  co_return batch;
 }
 
 asio::awaitable<void> Scheduler::deliver_one(const spool::QueueId& id, net::UpstreamConnection& conn) {

@@ -5,6 +5,8 @@
 
 #include <asio/awaitable.hpp>
 #include <asio/steady_timer.hpp>
+#include <functional>
+#include <list>
 #include <map>
 #include <memory>
 #include <vector>
@@ -54,6 +56,8 @@ class Scheduler {
   asio::awaitable<bool> remove(const std::string& id);
   // Deliveries under way (a stop waits for them, within a bound).
   int active_sessions() const { return active_sessions_; }
+  // Called whenever the last delivery under way ends (a stop waits for that moment).
+  void on_all_sessions_ended(std::function<void()> f) { on_all_ended_ = std::move(f); }
   // The upstream port in use now; 0 before the first connection.
   std::uint16_t upstream_port() const { return ports_.last_good().value_or(0); }
 
@@ -68,6 +72,10 @@ class Scheduler {
   void start_session(std::vector<spool::QueueId> batch);
   // One upstream connection: the batch, then whatever else became due meanwhile.
   asio::awaitable<void> deliver(std::vector<spool::QueueId> batch);
+  // An upstream session with nothing left to send waits up to idle_keep for more (so a steady
+  // trickle of submissions does not cost a connection each); empty when none came, or on a stop
+  // or a reload (the session then ends).
+  asio::awaitable<std::vector<spool::QueueId>> wait_for_work(const std::shared_ptr<const config::Config>& config);
   asio::awaitable<void> deliver_one(const spool::QueueId& id, net::UpstreamConnection& conn);
   asio::awaitable<void> apply(const spool::QueueId& id, const std::vector<std::size_t>& pending,
                               const std::vector<delivery::RecipientOutcome>& outcomes);
@@ -77,10 +85,18 @@ class Scheduler {
   void persist(SpoolOp op, const spool::QueueId& id, const message::Envelope& env);
   // Feeds what the attempts showed into the port plan; keeps the port that worked in the spool.
   void learn_ports(const std::vector<net::PortAttempt>& attempts, bool recheck);
-  void wake() { wake_.cancel(); }
+  // Something changed (a commit, a finished delivery, a flush, a stop): the run loop and idle
+  // sessions look again.
+  void wake() {
+    wake_.cancel();
+    for (auto* t : idle_) t->cancel();
+  }
 
   static constexpr std::size_t max_batch = 100;       // messages per upstream connection
   static constexpr int max_sessions = 4;              // parallel upstream connections
+  // How long an idle upstream connection is kept for more messages (as Postfix's
+  // smtp_connection_cache_time_limit, 2 s: short enough for providers' idle timeouts).
+  static constexpr auto idle_keep = std::chrono::seconds(2);
 
   asio::any_io_executor ex_;
   asio::any_io_executor disk_;
@@ -91,6 +107,8 @@ class Scheduler {
   delivery::PortPlan ports_;
   std::map<spool::QueueId, Entry> queue_;   // ordered by id, so oldest first
   asio::steady_timer wake_;
+  std::function<void()> on_all_ended_;
+  std::list<asio::steady_timer*> idle_;   // the timers of sessions in wait_for_work
   int active_sessions_ = 0;
   bool stopping_ = false;
 };

@@ -261,6 +261,7 @@ ExitCode Daemon::run() {
       if (e) log::error("crash", {{"where", "accept_local"}});
     });
   }
+  scheduler_.on_all_sessions_ended([this] { maybe_exit(); });
   scheduler_.recover();
   asio::co_spawn(io_, scheduler_.run(), [](std::exception_ptr e) {
     if (e) log::error("crash", {{"where", "scheduler"}});

@@ -192,6 +192,26 @@ class PipeliningTest(RelayCase):
         self.assertEqual([e for e in conn if e.startswith("buffered-after")], [], conn)
 
 
+class IdleConnectionTest(RelayCase):
+    def test_trickle_reuses_one_upstream_connection_then_quits(self):
+        up = self.start_upstream()
+        mf = self.start_mailferry(up.port)
+        for i in range(5):
+            m = uuid.uuid4().hex
+            r = smtp_send(mf.port, "a@x", ["b@y"], make_message([("Subject", f"trickle {i} {m}")], b"x\r\n"))
+            self.assertEqual(r.code, 250, r)
+            up.wait_for(m.encode(), 20.0)   # delivered: the upstream connection is idle again
+            time.sleep(0.3)
+        with_mail = [c for c in up.connections().values() if any(e.startswith("C: MAIL") for e in c)]
+        self.assertEqual(len(with_mail), 1, f"expected one upstream connection: {up.connections()}")
+        self.assertEqual(sum(1 for e in with_mail[0] if e.startswith("C: MAIL")), 5)
+        # Idle for 2 s, it says QUIT and closes.
+        harness.wait_until(lambda: up.connections()[min(up.connections())][-1] == "close", 10.0,
+                           what="the idle upstream connection to close")
+        conn = next(iter(up.connections().values()))
+        self.assertIn("C: QUIT", conn, conn)
+
+
 def greetings(port: int, n: int) -> tuple[list[socket.socket], list[bytes]]:
     """Opens n connections at once and reads each one's first reply line (bounded)."""
     socks, lines = [], []
