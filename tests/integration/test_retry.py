@@ -92,10 +92,13 @@ class RetryTest(RelayCase):
         up = self.start_upstream(args=["--fail-rcpt", "gone@y=550"])
         mf = self.start_mailferry(up.port, retry=("1s",))
         m = uuid.uuid4().hex
-        r = smtp_send(mf.port, "sender@x", ["gone@y"],
+        r = smtp_send(mf.port, "sender@x", ["b@y", "gone@y", "c@y"],
                       make_message([("Subject", f"dsn {m}")], b"x\r\n"))
         self.assertEqual(r.code, 250, r)
         mf.wait_event("bounced", r.queue_id, timeout=RETRY_TIMEOUT)
+        # The others are delivered, once.
+        delivered = up.wait_for(m.encode(), RETRY_TIMEOUT)
+        self.assertEqual([x["rcpt_tos"] for x in delivered], [["b@y", "c@y"]])
         # The DSN (RFC 3464) goes to the envelope sender through the same upstream.
         dsn = harness.wait_until(
             lambda: [x for x in up.messages() if x["rcpt_tos"] == ["sender@x"]],
@@ -106,6 +109,16 @@ class RetryTest(RelayCase):
         self.assertIn(b"gone@y", dsn[0]["raw"])
         self.assertIn(b"message/delivery-status", dsn[0]["raw"])
         self.assertIn(f"dsn {m}".encode(), dsn[0]["raw"], "the original headers are not in the bounce")
+        # queue list shows the message as failed, with the upstream's answer for that recipient.
+        harness.wait_until(lambda: r.queue_id in harness.spool_ids(mf.spool_dir, "failed"),
+                           RETRY_TIMEOUT, what="the failed message in failed/")
+        listed = mf.run("queue", "list", "-c", mf.config_path)
+        self.assertEqual(listed.returncode, 0, listed.stderr)
+        entry = listed.stdout[listed.stdout.index(r.queue_id):]
+        self.assertRegex(entry.splitlines()[0], r"\bfailed\b", listed.stdout)
+        self.assertRegex(entry, r"<gone@y> failed: 550", listed.stdout)
+        time.sleep(1.5)   # a second DSN would come within a retry interval
+        self.assertEqual(len([x for x in up.messages() if x["rcpt_tos"] == ["sender@x"]]), 1, "more than one DSN")
 
     def test_no_bounce_to_a_null_sender(self):
         up = self.start_upstream(args=["--fail-rcpt", "gone@y=550"])
