@@ -25,6 +25,7 @@
 #include <memory>
 
 #include "daemon/credentials.hpp"
+#include "daemon/notify.hpp"
 #include "daemon/scheduler.hpp"
 #include "mailferry/auth/auth_throttle.hpp"
 #include "mailferry/auth/password.hpp"
@@ -277,6 +278,7 @@ ExitCode Daemon::run() {
   signals_.async_wait(handler);
   log::event("started", {}, {{"version", MAILFERRY_VERSION}, {"spool", cfg_->spool_dir},
                              {"upstream", cfg_->upstream.host}});
+  notify_service_manager("READY=1");   // listeners are bound and the spool is open
   io_.run();
   disk_.join();
   log::event("stopped", {}, {});
@@ -285,11 +287,15 @@ ExitCode Daemon::run() {
 
 void Daemon::on_signal(int signo) {
   if (signo == SIGHUP) {
-    if (!stopping_) reload();
+    if (stopping_) return;
+    notify_reloading();
+    reload();
+    notify_service_manager("READY=1");   // with the new config, or still the old one if refused
     return;
   }
   if (stopping_) return;
   stopping_ = true;
+  notify_service_manager("STOPPING=1");
   log::event("stopping", {}, {{"signal", signo == SIGTERM ? "TERM" : "INT"},
                               {"sessions", std::to_string(connections_.size())}});
   for (auto& l : listeners_) {

@@ -7,6 +7,7 @@ drain bound and leaves nothing behind.
     /usr/bin/python3 tests/integration/test_lifecycle.py <path-to-mailferry>
 """
 
+import os
 import signal
 import smtplib
 import socket
@@ -206,6 +207,44 @@ class LifecycleTest(RelayCase):
         time.sleep(LATE_GRACE)
         self.assertEqual(up.find(m.encode()), [], "the unfinished message reached the upstream")
         self.assertEqual(up.count(), 1)
+
+
+class ServiceManagerNotifyTest(RelayCase):
+    """sd_notify(3) as systemd's Type=notify expects it: READY=1 once listening, RELOADING=1 and
+    READY=1 around SIGHUP, STOPPING=1 on SIGTERM — datagrams on $NOTIFY_SOCKET."""
+
+    def receive(self, sock: socket.socket) -> str:
+        try:
+            return sock.recv(4096).decode()
+        except socket.timeout:
+            self.fail("no notification within 10 s")
+
+    def test_ready_reloading_stopping(self):
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+        self.addCleanup(sock.close)
+        path = os.path.join(self.workdir, "notify.sock")
+        sock.bind(path)
+        sock.settimeout(10.0)
+        up = self.start_upstream()
+        old = os.environ.get("NOTIFY_SOCKET")
+        os.environ["NOTIFY_SOCKET"] = path
+        try:
+            mf = self.start_mailferry(up.port)
+        finally:
+            if old is None:
+                del os.environ["NOTIFY_SOCKET"]
+            else:
+                os.environ["NOTIFY_SOCKET"] = old
+        self.assertEqual(self.receive(sock), "READY=1")
+        self.assertTrue(harness.port_accepts(mf.port))
+        mf.proc.send_signal(signal.SIGHUP)
+        reloading = self.receive(sock).split("\n")
+        self.assertEqual(reloading[0], "RELOADING=1", reloading)
+        self.assertRegex(reloading[1], r"^MONOTONIC_USEC=\d+$", reloading)
+        self.assertEqual(self.receive(sock), "READY=1")
+        mf.proc.send_signal(signal.SIGTERM)
+        self.assertEqual(self.receive(sock), "STOPPING=1")
+        self.assertEqual(mf.stop(), 0)
 
 
 if __name__ == "__main__":
