@@ -64,6 +64,9 @@ int main(int argc, char** argv) {
   auto* probe = app.add_subcommand("probe", "test every upstream port, send nothing: one line per port with its "
                                             "verdict and how long each step took; exit 0 if any port works, 69 if none");
   probe->add_option("-c,--config", config_flag, "config file (default: $MAILFERRY_CONFIG, then /etc/mailferry/mailferry.toml)");
+  auto* status = app.add_subcommand("status", "ask the running daemon how it is (nothing is logged): key=value lines; "
+                                              "exit 0 if it answers and is ready, 69 if not (a health check)");
+  status->add_option("-c,--config", config_flag, "config file (default: $MAILFERRY_CONFIG, then /etc/mailferry/mailferry.toml)");
   app.add_subcommand("sendmail", "read a message on stdin and send it (sendmail options: -t -i -f -F -bs …)");
   auto* queue = app.add_subcommand("queue", "the queue: list, or show ID (works with or without the daemon)");
   queue->add_option("-c,--config", config_flag, "config file (default: $MAILFERRY_CONFIG, then /etc/mailferry/mailferry.toml)");
@@ -113,6 +116,13 @@ int main(int argc, char** argv) {
     if (queue_retry->parsed()) r = daemon::retry_message(*cfg, queue_id);
     if (queue_delete->parsed()) r = daemon::delete_message(*cfg, queue_id);
     return r.code == ExitCode::ok ? 0 : fail(r.code, r.error);
+  }
+  if (status->parsed()) {
+    auto cfg = load(config_flag);
+    if (!cfg) return fail(ExitCode::config, cfg.error().message);
+    const auto s = daemon::daemon_status(*cfg);
+    for (const auto& line : s.lines) std::printf("%s\n", line.c_str());
+    return s.ready ? 0 : fail(ExitCode::unavailable, s.error);
   }
   if (probe->parsed()) {
     auto cfg = load(config_flag);

@@ -6,6 +6,7 @@
 #include <asio/local/stream_protocol.hpp>
 #include <asio/use_awaitable.hpp>
 #include <array>
+#include <optional>
 #include <random>
 
 #include "daemon/credentials.hpp"
@@ -190,8 +191,8 @@ namespace mailferry::daemon {
 namespace {
 
 // A short scripted exchange with bounded waits: greeting, EHLO, one command, QUIT. Returns the
-// reply to the command (the third reply after the greeting's), or empty on failure.
-asio::awaitable<std::string> control(asio::local::stream_protocol::socket socket, std::string command) {
+// lines of the reply to the command (the third reply, counting the greeting), or none on failure.
+asio::awaitable<std::vector<std::string>> control(asio::local::stream_protocol::socket socket, std::string command) {
   net::Stream stream(net::Stream::Socket(std::move(socket)), "local");
   std::string received;
   std::array<char, 4096> buffer{};
@@ -209,35 +210,45 @@ asio::awaitable<std::string> control(asio::local::stream_protocol::socket socket
   }
   stream.close();
   // Replies: greeting, EHLO (multi-line, ends with "250 "), the command's, 221.
-  std::vector<std::string> finals;
+  std::vector<std::vector<std::string>> replies(1);
   std::size_t pos = 0;
   while (pos < received.size()) {
     const auto eol = received.find("\r\n", pos);
     if (eol == std::string::npos) break;
-    const std::string line = received.substr(pos, eol - pos);
-    if (line.size() >= 4 && line[3] == ' ') finals.push_back(line);
+    std::string line = received.substr(pos, eol - pos);
+    const bool last = line.size() >= 4 && line[3] == ' ';
+    replies.back().push_back(std::move(line));
+    if (last) replies.emplace_back();
     pos = eol + 2;
   }
-  co_return finals.size() >= 3 ? finals[2] : std::string();
+  co_return replies.size() > 3 ? replies[2] : std::vector<std::string>{};
 }
 
-HandOverResult queue_command(const config::Config& config, const std::string& command, const std::string& what) {
+// One command on the daemon's local socket; nullopt when no daemon listens there.
+std::optional<std::vector<std::string>> ask_daemon(const config::Config& config, const std::string& command) {
   asio::io_context io;
   asio::local::stream_protocol::socket socket(io);
   std::error_code ec;
   socket.connect(asio::local::stream_protocol::endpoint(local_socket_name(config)), ec);
+  if (ec) return std::nullopt;
+  std::vector<std::string> reply;
+  asio::co_spawn(io, control(std::move(socket), command), [&](std::exception_ptr e, std::vector<std::string> r) {
+    if (!e) reply = std::move(r);
+  });
+  io.run();
+  return reply;
+}
+
+HandOverResult queue_command(const config::Config& config, const std::string& command, const std::string& what) {
   HandOverResult result;
   result.via_daemon = true;
-  if (ec) {
+  const auto lines = ask_daemon(config, command);
+  if (!lines) {
     result.code = ExitCode::unavailable;
     result.error = "no mailferry daemon is running for " + config.spool_dir + ": cannot " + what;
     return result;
   }
-  std::string reply;
-  asio::co_spawn(io, control(std::move(socket), command), [&](std::exception_ptr e, std::string r) {
-    if (!e) reply = std::move(r);
-  });
-  io.run();
+  const std::string reply = lines->empty() ? std::string() : lines->back();
   if (reply.rfind("250 ", 0) == 0) return result;
   result.code = reply.rfind("550 ", 0) == 0 ? ExitCode::no_user : ExitCode::temp_fail;
   result.error = reply.empty() ? "the mailferry daemon did not answer" : "cannot " + what + ": " + reply;
@@ -254,6 +265,29 @@ HandOverResult retry_message(const config::Config& config, const std::string& id
 
 HandOverResult delete_message(const config::Config& config, const std::string& id) {
   return queue_command(config, "XDEL " + id, "delete " + id);
+}
+
+DaemonStatus daemon_status(const config::Config& config) {
+  DaemonStatus status;
+  const auto lines = ask_daemon(config, "XSTAT");
+  if (!lines) {
+    status.error = "no mailferry daemon is running for " + config.spool_dir;
+    return status;
+  }
+  for (const auto& line : *lines) {
+    // "250-2.0.0 key=value": the text after the code and the enhanced code.
+    if (line.rfind("250", 0) != 0 || line.size() < 4) break;
+    std::string text = line.substr(4);
+    if (text.rfind("2.0.0 ", 0) == 0) text.erase(0, 6);
+    if (text == "ready=yes") status.ready = true;
+    status.lines.push_back(std::move(text));
+  }
+  if (status.lines.empty()) {
+    status.error = lines->empty() ? "the mailferry daemon did not answer" : "the daemon said: " + lines->back();
+  } else if (!status.ready) {
+    status.error = "the mailferry daemon is not ready (stopping)";
+  }
+  return status;
 }
 
 }  // namespace mailferry::daemon

@@ -42,4 +42,13 @@ HandOverResult flush_queue(const config::Config& config);
 HandOverResult retry_message(const config::Config& config, const std::string& id);
 HandOverResult delete_message(const config::Config& config, const std::string& id);
 
+// `mailferry status`: the running daemon's state, "key=value" lines (ready, uptime_seconds,
+// queued, deferred, failed, upstream_port, last_delivery, sessions). The daemon logs nothing for it.
+struct DaemonStatus {
+  bool ready = false;               // it answered and is not stopping
+  std::vector<std::string> lines;
+  std::string error;                // one line when not ready
+};
+DaemonStatus daemon_status(const config::Config& config);
+
 }  // namespace mailferry::daemon

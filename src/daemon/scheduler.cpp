@@ -165,6 +165,12 @@ void Scheduler::enqueue(const spool::QueueId& id, message::Envelope envelope) {
   wake();
 }
 
+Scheduler::Counts Scheduler::counts() const {
+  Counts c;
+  for (const auto& [id, entry] : queue_) ++(entry.envelope.attempts == 0 ? c.queued : c.deferred);
+  return c;
+}
+
 void Scheduler::flush() {
   for (auto& [id, entry] : queue_) entry.envelope.next_attempt = WallTime{};
   wake();
@@ -355,6 +361,7 @@ asio::awaitable<void> Scheduler::apply(const spool::QueueId& id, const std::vect
     switch (outcomes[k].verdict) {
       case delivery::Verdict::delivered:
         rcpt.state = message::RecipientState::delivered;
+        last_delivery_ = std::chrono::system_clock::now();
         log::event("delivered", id.str(), {{"rcpt", bracketed(rcpt.address)}, {"reply", rcpt.last_reply}});
         break;
       case delivery::Verdict::bounced:

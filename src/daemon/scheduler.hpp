@@ -9,6 +9,7 @@
 #include <list>
 #include <map>
 #include <memory>
+#include <optional>
 #include <vector>
 
 #include "mailferry/config/config.hpp"
@@ -58,6 +59,11 @@ class Scheduler {
   int active_sessions() const { return active_sessions_; }
   // Called whenever the last delivery under way ends (a stop waits for that moment).
   void on_all_sessions_ended(std::function<void()> f) { on_all_ended_ = std::move(f); }
+  // Messages waiting: never tried yet, and tried and deferred (in flight ones count as before).
+  struct Counts { std::size_t queued = 0, deferred = 0; };
+  Counts counts() const;
+  // When a recipient was last delivered (nullopt: not since the start).
+  std::optional<WallTime> last_delivery() const { return last_delivery_; }
   // The upstream port in use now; 0 before the first connection.
   std::uint16_t upstream_port() const { return ports_.last_good().value_or(0); }
 
@@ -110,6 +116,7 @@ class Scheduler {
   std::function<void()> on_all_ended_;
   std::list<asio::steady_timer*> idle_;   // the timers of sessions in wait_for_work
   int active_sessions_ = 0;
+  std::optional<WallTime> last_delivery_;
   bool stopping_ = false;
 };
 

@@ -51,8 +51,7 @@ constexpr std::size_t max_connections = 1000;
 // A TLS handshake (STARTTLS or implicit) must finish within this, or the connection is dropped.
 constexpr auto handshake_timeout = std::chrono::seconds(30);
 
-std::string iso_now() {
-  const auto now = std::chrono::system_clock::now();
+std::string iso_time(WallTime now) {
   const std::time_t secs = std::chrono::system_clock::to_time_t(now);
   const auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(now.time_since_epoch()).count() % 1000;
   std::tm tm{};
@@ -62,6 +61,8 @@ std::string iso_now() {
                 tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec, static_cast<int>(ms));
   return buf;
 }
+
+std::string iso_now() { return iso_time(std::chrono::system_clock::now()); }
 
 void install_log_sink(config::LogFormat format) {
   const bool journal = std::getenv("JOURNAL_STREAM") != nullptr;
@@ -221,6 +222,7 @@ class Daemon {
   auth::AuthThrottle throttle_;
   std::string dummy_hash_;   // checked for unknown users too, so timing does not reveal who exists
   bool stopping_ = false;
+  const Clock::time_point started_ = Clock::now();
 };
 
 void log_listening(const config::Listen& l) {
@@ -236,6 +238,17 @@ void Daemon::start_accepting(std::list<Listener>::iterator listener) {
 }
 
 ExitCode Daemon::run() {
+  // Signals first: a SIGTERM that arrives as soon as a port accepts (a supervisor, a test) must
+  // find the handler installed, not the default action. Asio keeps it until the loop runs.
+  signals_.add(SIGTERM);
+  signals_.add(SIGINT);
+  signals_.add(SIGHUP);
+  std::function<void(std::error_code, int)> handler = [&](std::error_code ec, int signo) {
+    if (ec) return;
+    on_signal(signo);
+    signals_.async_wait(handler);
+  };
+  signals_.async_wait(handler);
   for (const auto& w : secret_file_warnings(*cfg_)) log::warning("insecure_file", {{"problem", w}});
   if (auto h = auth::hash_password("not a password")) dummy_hash_ = *h;
   for (const auto& l : cfg_->listen) {
@@ -267,15 +280,6 @@ ExitCode Daemon::run() {
   asio::co_spawn(io_, scheduler_.run(), [](std::exception_ptr e) {
     if (e) log::error("crash", {{"where", "scheduler"}});
   });
-  signals_.add(SIGTERM);
-  signals_.add(SIGINT);
-  signals_.add(SIGHUP);
-  std::function<void(std::error_code, int)> handler = [&](std::error_code ec, int signo) {
-    if (ec) return;
-    on_signal(signo);
-    signals_.async_wait(handler);
-  };
-  signals_.async_wait(handler);
   log::event("started", {}, {{"version", MAILFERRY_VERSION}, {"spool", cfg_->spool_dir},
                              {"upstream", cfg_->upstream.host}});
   notify_service_manager("READY=1");   // listeners are bound and the spool is open
@@ -601,6 +605,21 @@ asio::awaitable<void> Daemon::serve_connection(net::Stream::Socket socket, std::
         log::event("flush", flush->queue_id, {{"client", stream.peer_address()}});
         if (flush->queue_id.empty()) scheduler_.flush();
         else session.handle_queue_result(scheduler_.retry(flush->queue_id), Clock::now());
+      } else if (std::holds_alternative<smtp::server_action::ReportStatus>(*action)) {
+        // `mailferry status`: answered from memory (plus one directory listing), not logged.
+        const auto counts = scheduler_.counts();
+        const auto last = scheduler_.last_delivery();
+        const auto uptime = std::chrono::duration_cast<std::chrono::seconds>(Clock::now() - started_).count();
+        session.handle_status({"ready=" + std::string(stopping_ ? "no" : "yes"),
+                               "version=" + std::string(MAILFERRY_VERSION),
+                               "uptime_seconds=" + std::to_string(uptime),
+                               "queued=" + std::to_string(counts.queued),
+                               "deferred=" + std::to_string(counts.deferred),
+                               "failed=" + std::to_string(spool_.list(spool::Area::failed).size()),
+                               "upstream_port=" + std::to_string(scheduler_.upstream_port()),
+                               "last_delivery=" + (last ? iso_time(*last) : std::string("none")),
+                               "sessions=" + std::to_string(connections_.size())},
+                              Clock::now());
       } else if (auto* del = std::get_if<smtp::server_action::DeleteMessage>(&*action)) {
         const std::string id = del->queue_id;
         const bool found = co_await scheduler_.remove(id);

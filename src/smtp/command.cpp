@@ -141,6 +141,7 @@ std::variant<Command, Reply> parse_command(std::string_view line, std::size_t ma
     if (args.empty()) return syntax("Syntax: XDEL queue-id");
     return Command{command::Xdel{std::string(args)}};
   }
+  if (iequals(verb, "XSTAT")) return no_args(command::Xstat{});
   if (iequals(verb, "AUTH")) {
     const auto sp2 = args.find(' ');
     std::string mech(args.substr(0, sp2));

@@ -183,6 +183,10 @@ void ServerSession::process_line(const LineSplitter::Line& line, TimePoint now) 
           if (!policy_.queue_control) return error_reply(make_reply(502, "5.5.2", "Command not recognized"));
           state_ = State::queue_op;
           actions_.emplace_back(server_action::DeleteMessage{c.queue_id});
+        } else if constexpr (std::is_same_v<T, command::Xstat>) {
+          if (!policy_.queue_control) return error_reply(make_reply(502, "5.5.2", "Command not recognized"));
+          state_ = State::queue_op;
+          actions_.emplace_back(server_action::ReportStatus{});
         } else if constexpr (std::is_same_v<T, command::StartTls>) {
           if (!policy_.starttls_offered) {
             return error_reply(make_reply(502, "5.5.1", "Error: STARTTLS not available on this listener"));
@@ -354,6 +358,14 @@ void ServerSession::handle_queue_result(bool found, TimePoint now) {
   state_ = State::ready;
   if (found) send(make_reply(250, "2.0.0", "Ok"));
   else send(make_reply(550, "5.1.0", "No such message in the queue"));
+  resume_after_wait(now);
+}
+
+void ServerSession::handle_status(std::vector<std::string> lines, TimePoint now) {
+  if (state_ != State::queue_op) return;
+  state_ = State::ready;
+  if (lines.empty()) lines.emplace_back("ready=no");
+  send(Reply{250, "2.0.0", std::move(lines)});
   resume_after_wait(now);
 }
 

@@ -209,6 +209,40 @@ class LifecycleTest(RelayCase):
         self.assertEqual(up.count(), 1)
 
 
+class StatusTest(RelayCase):
+    def status(self, mf: harness.Mailferry):
+        return mf.run("status", "-c", mf.config_path)
+
+    def test_status_answers_without_logging(self):
+        up = self.start_upstream()
+        mf = self.start_mailferry(up.port)
+        m = uuid.uuid4().hex
+        r = harness.smtp_send(mf.port, "a@x", ["b@y"], make_message([("Subject", m)], b"x\r\n"))
+        self.assertEqual(r.code, 250, r)
+        up.wait_for(m.encode(), 20.0)
+        mf.wait_event("delivered", r.queue_id)
+        log_before = mf.log()
+        st = self.status(mf)
+        self.assertEqual(st.returncode, 0, st.stderr)
+        fields = dict(line.split("=", 1) for line in st.stdout.splitlines())
+        self.assertEqual(fields.get("ready"), "yes", st.stdout)
+        self.assertEqual((fields.get("queued"), fields.get("deferred"), fields.get("failed")), ("0", "0", "0"))
+        self.assertEqual(fields.get("upstream_port"), str(up.port), st.stdout)
+        self.assertRegex(fields.get("last_delivery", ""), r"^\d{4}-\d\d-\d\dT", st.stdout)
+        self.assertRegex(fields.get("uptime_seconds", ""), r"^\d+$", st.stdout)
+        time.sleep(0.3)
+        self.assertEqual(mf.log(), log_before, "status left a line in the log")
+
+    def test_status_without_a_daemon_is_69(self):
+        up = self.start_upstream()
+        mf = self.start_mailferry(up.port, start=False)
+        st = self.status(mf)
+        self.assertEqual(st.returncode, 69, st)
+        self.assertEqual(st.stdout, "")
+        self.assertEqual(len(st.stderr.strip().splitlines()), 1, st.stderr)
+        self.assertIn("no mailferry daemon", st.stderr)
+
+
 class ServiceManagerNotifyTest(RelayCase):
     """sd_notify(3) as systemd's Type=notify expects it: READY=1 once listening, RELOADING=1 and
     READY=1 around SIGHUP, STOPPING=1 on SIGTERM — datagrams on $NOTIFY_SOCKET."""

@@ -36,11 +36,13 @@ struct Auth { std::string mechanism; std::string initial_response; };   // mecha
 struct Etrn { std::string queue_id; };
 // Local socket only: remove one message from the queue (`mailferry queue delete ID`).
 struct Xdel { std::string queue_id; };
+// Local socket only: the daemon's state (`mailferry status`), one "key=value" per reply line.
+struct Xstat {};
 }  // namespace command
 
 using Command = std::variant<command::Ehlo, command::Helo, command::Mail, command::Rcpt, command::Data,
                              command::Rset, command::Noop, command::Quit, command::Vrfy, command::Help,
-                             command::StartTls, command::Auth, command::Etrn, command::Xdel>;
+                             command::StartTls, command::Auth, command::Etrn, command::Xdel, command::Xstat>;
 
 // `line` is without its CRLF. A syntax error comes back as the Reply to send (500/501/502/555).
 std::variant<Command, Reply> parse_command(std::string_view line, std::size_t max_path);

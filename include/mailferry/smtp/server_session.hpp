@@ -76,12 +76,13 @@ struct FlushQueue {          // ETRN on the local socket: try queued messages no
 struct DeleteMessage {       // XDEL on the local socket; the shell answers with handle_queue_result()
   std::string queue_id;
 };
+struct ReportStatus {};     // XSTAT on the local socket; the shell answers with handle_status()
 struct Close {};            // close the connection; the session is over
 }  // namespace server_action
 
 using Action = std::variant<server_action::Send, server_action::BeginMessage, server_action::AppendData,
                             server_action::CommitMessage, server_action::AbortMessage, server_action::FlushQueue, server_action::DeleteMessage, server_action::StartTls,
-                            server_action::Authenticate, server_action::Close>;
+                            server_action::Authenticate, server_action::ReportStatus, server_action::Close>;
 
 enum class State {
   tls_wait,    // implicit TLS: waiting for the handshake before the greeting
@@ -96,7 +97,7 @@ enum class State {
   auth_login_user,   // AUTH LOGIN: waiting for the user name
   auth_login_pass,   // AUTH LOGIN: waiting for the password
   authenticating,    // waiting for the shell's verdict on the credentials
-  queue_op,          // waiting for the shell's answer to ETRN #id or XDEL
+  queue_op,          // waiting for the shell's answer to ETRN #id, XDEL or XSTAT
   closed,
 };
 
@@ -113,6 +114,8 @@ class ServerSession {
   void handle_auth_result(const AuthResult& result, TimePoint now);
   // The answer to a FlushQueue for one message or a DeleteMessage: found it, or no such message.
   void handle_queue_result(bool found, TimePoint now);
+  // The answer to a ReportStatus: one "key=value" per line of a 250 reply.
+  void handle_status(std::vector<std::string> lines, TimePoint now);
   void handle_timeout(TimePoint now);
   void handle_eof(TimePoint now);
   // The shell is stopping (SIGTERM): finish nothing new; the next reply is 421.

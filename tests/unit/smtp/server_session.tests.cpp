@@ -83,6 +83,8 @@ Outcome run(const SessionPolicy& policy, const std::vector<std::string>& chunks,
               if (!act.queue_id.empty()) s.handle_queue_result(act.queue_id == "Q9", now);
             } else if constexpr (std::is_same_v<T, server_action::DeleteMessage>) {
               s.handle_queue_result(act.queue_id == "Q9", now);
+            } else if constexpr (std::is_same_v<T, server_action::ReportStatus>) {
+              s.handle_status({"ready=yes", "queued=2"}, now);
             } else if constexpr (std::is_same_v<T, server_action::Close>) out.closed = true;
           },
           *a);
@@ -386,6 +388,18 @@ TEST_CASE("ETRN starts a queue run only on the local sendmail socket", "[smtp][s
   const auto local = run(policy, {"EHLO x\r\nETRN\r\n"});
   CHECK(local.sent.find("250 2.0.0 Queue run started") != std::string::npos);
   CHECK(local.flushes == 1);
+}
+
+TEST_CASE("XSTAT reports the daemon's state only on the local socket", "[smtp][server]") {
+  auto policy = trusted_policy();
+  policy.queue_control = true;
+  const auto out = run(policy, {"EHLO x\r\nXSTAT\r\nXSTAT now\r\nNOOP\r\n"});
+  CHECK(out.sent.find("250-2.0.0 ready=yes\r\n250 2.0.0 queued=2\r\n") != std::string::npos);
+  CHECK(out.sent.find("501") != std::string::npos);        // no argument
+  CHECK(count(out.sent, "250 2.0.0 Ok\r\n") == 1);        // the session goes on: NOOP
+  const auto tcp = run(trusted_policy(), {"EHLO x\r\nXSTAT\r\n"});
+  CHECK(tcp.sent.find("502 5.5.2") != std::string::npos);
+  CHECK(tcp.sent.find("ready=") == std::string::npos);
 }
 
 TEST_CASE("ETRN #id and XDEL name one message on the local socket", "[smtp][server]") {
