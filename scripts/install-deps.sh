@@ -13,6 +13,7 @@ PACKAGES=(
   nftables iproute2                          # port-fallback tests (netns, SYN drops)
   openssl msmtp testssl.sh libnet-ssleay-perl   # TLS tests: test CA, clients (swaks TLS needs Net::SSLeay), scan
   php-cli bsd-mailx git-email libmailtools-perl   # sendmail tests: PHP mail(), mail(1), git send-email (needs Mail::Address)
+  scdoc mandoc                               # man pages: build, and the install test's lint
 )
 
 always=false
