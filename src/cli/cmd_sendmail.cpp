@@ -17,6 +17,7 @@
 
 #include "daemon/hand_over.hpp"
 #include "mailferry/base/exit_code.hpp"
+#include "cli/environment.hpp"
 #include "mailferry/config/load_config.hpp"
 #include "mailferry/message/sendmail_args.hpp"
 #include "mailferry/message/sendmail_input.hpp"
@@ -139,13 +140,15 @@ int cmd_sendmail(const std::vector<std::string>& argv) {
 
   // The config may be unreadable for an ordinary user (it holds secrets): the daemon path then
   // still works, with the default spool_dir naming its socket.
-  const char* env = std::getenv("MAILFERRY_CONFIG");
-  const bool named = env && *env;   // a file named by MAILFERRY_CONFIG must exist (SPEC)
-  const std::string path = named ? env : "/etc/mailferry/mailferry.toml";
+  // MAILFERRY_* variables apply as for every command (a container may have no file at all); their
+  // warnings are not printed: sendmail stays quiet unless it fails.
+  const config::Environment env = process_environment();
+  const std::string path = config::config_file_path("", env);
+  const bool named = path != config::default_config_path;   // a file named by MAILFERRY_CONFIG must exist (SPEC)
   config::Config cfg;
   bool config_ok = false;
-  if (auto loaded = config::load_config(path)) {
-    cfg = std::move(*loaded);
+  if (auto loaded = config::load_config("", env)) {
+    cfg = std::move(loaded->config);
     config_ok = true;
   } else {
     struct stat st{};

@@ -8,11 +8,13 @@
 #include "cli/cmd_passwd.hpp"
 #include "cli/cmd_queue.hpp"
 #include "cli/cmd_sendmail.hpp"
+#include "cli/environment.hpp"
 #include "daemon/credentials.hpp"
 #include "daemon/hand_over.hpp"
 #include "daemon/probe.hpp"
 #include "daemon/serve.hpp"
 #include "mailferry/base/exit_code.hpp"
+#include "mailferry/config/env_overlay.hpp"
 #include "mailferry/config/load_config.hpp"
 #include "mailferry/config/render_config.hpp"
 
@@ -20,15 +22,13 @@ using namespace mailferry;
 
 namespace {
 
-// -c/--config, else $MAILFERRY_CONFIG, else the default path (SPEC "Command line").
-std::string config_path(const std::string& flag) {
-  if (!flag.empty()) return flag;
-  if (const char* env = std::getenv("MAILFERRY_CONFIG"); env && *env) return env;
-  return "/etc/mailferry/mailferry.toml";
-}
-
+// The file (if any) with the environment over it. Warnings (unknown MAILFERRY_* names) are printed
+// only when the config loads, so a failing start stays one line.
 Result<config::Config> load(const std::string& flag) {
-  return config::load_config(config_path(flag));
+  auto loaded = config::load_config(flag, cli::process_environment());
+  if (!loaded) return loaded.error();
+  for (const auto& w : loaded->warnings) std::fprintf(stderr, "mailferry: warning: %s\n", w.c_str());
+  return std::move(loaded->config);
 }
 
 int fail(ExitCode code, const std::string& message) {
@@ -96,7 +96,8 @@ int main(int argc, char** argv) {
   if (serve->parsed()) {
     auto cfg = load(config_flag);
     if (!cfg) return fail(ExitCode::config, cfg.error().message);
-    return to_int(daemon::serve(*cfg, config_path(config_flag)));
+    // SIGHUP reads the same sources again: the file named the same way, the environment as at start.
+    return to_int(daemon::serve(*cfg, config_flag, cli::process_environment()));
   }
   if (check->parsed()) {
     auto cfg = load(config_flag);

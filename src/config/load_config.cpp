@@ -18,10 +18,12 @@
 #include <map>
 #include <optional>
 #include <span>
+#include <tuple>
 #include <toml++/toml.h>
 #include <utility>
 #include <vector>
 
+#include "document.hpp"
 #include "mailferry/config/units.hpp"
 
 namespace mailferry::config {
@@ -95,9 +97,14 @@ constexpr std::string_view mask_text =
 struct Where {
   std::uint32_t line = 0;   // 0 = unknown (a Config that did not come from a document)
   std::uint32_t column = 0;
+  std::string variable;     // set when the value came from this environment variable
 };
 
-Where where_of(const toml::source_region& r) { return {r.begin.line, r.begin.column}; }
+Where where_of(const toml::source_region& r) {
+  Where w{r.begin.line, r.begin.column, {}};
+  if (r.path && r.path->starts_with(detail::env_origin)) w.variable = r.path->substr(detail::env_origin.size());
+  return w;
+}
 
 // Location keys are paths with indices ("listen#1.tls"); messages show them without ("listen.tls"),
 // since the line number already says which entry.
@@ -134,16 +141,20 @@ class Report {
   bool empty() const { return problems_.empty(); }
 
   // The mistake nearest the start of the file: the one a user reading top-down meets first.
-  // Problems without a position come last, in the order they were found.
+  // A variable's value overrides the file, so its mistakes come before the file's; problems without
+  // a position come last, in the order they were found.
   Error first(const std::string& source) const {
     auto rank = [](const Problem& p) {
-      return std::pair{p.where.line == 0 ? UINT32_MAX : p.where.line, p.where.column};
+      return std::tuple{p.where.variable.empty(), p.where.line == 0 ? UINT32_MAX : p.where.line,
+                        p.where.column};
     };
     const Problem& p = *std::min_element(
         problems_.begin(), problems_.end(),
         [&](const Problem& a, const Problem& b) { return rank(a) < rank(b); });
     std::string out;
-    if (!source.empty()) {
+    if (!p.where.variable.empty()) {
+      out = p.where.variable + ": ";
+    } else if (!source.empty()) {
       out = source;
       if (p.where.line != 0) out += ":" + std::to_string(p.where.line) + ":" + std::to_string(p.where.column);
       out += ": ";
@@ -202,9 +213,10 @@ std::size_t edit_distance(std::string_view a, std::string_view b) {
   return d[a.size()][b.size()];
 }
 
-// "; did you mean "listen"?" when one candidate is within two edits (and closer than the word's own
-// length, so "x" does not suggest "tls"); otherwise "".
-std::string did_you_mean(std::string_view word, KeyList candidates) {
+}  // namespace
+
+// Closer than the word's own length, too, so "x" does not suggest "tls".
+std::string detail::did_you_mean(std::string_view word, std::span<const std::string_view> candidates) {
   std::string_view best;
   std::size_t best_distance = 3;
   for (std::string_view c : candidates) {
@@ -217,6 +229,10 @@ std::string did_you_mean(std::string_view word, KeyList candidates) {
   if (best.empty()) return {};
   return "; did you mean " + quoted(best) + "?";
 }
+
+namespace {
+
+using detail::did_you_mean;
 
 std::string join(KeyList words, bool quote) {
   std::string out;
@@ -1048,10 +1064,9 @@ std::string one_line(std::string_view text) {
 
 }  // namespace
 
-Result<Config> parse_config(std::string_view toml_text, const std::string& source_name) {
-  toml::table root;
+Result<toml::table> detail::parse_document(std::string_view toml_text, const std::string& source_name) {
   try {
-    root = toml::parse(toml_text, std::string_view(source_name));
+    return toml::parse(toml_text, std::string_view(source_name));
   } catch (const toml::parse_error& e) {
     // toml++ reports syntax errors by exception; this runs once at start-up, so it is caught here and
     // turned into the same one-line shape as every other config error.
@@ -1062,7 +1077,9 @@ Result<Config> parse_config(std::string_view toml_text, const std::string& sourc
     report.add(where_of(e.source()), "invalid TOML: " + one_line(description));
     return report.first(source_name);
   }
+}
 
+Result<Config> detail::config_from_document(const toml::table& root, const std::string& source_name) {
   Parser parser;
   Config config = parser.parse(root);
   if (!parser.report.empty()) return parser.report.first(source_name);
@@ -1074,6 +1091,12 @@ Result<Config> parse_config(std::string_view toml_text, const std::string& sourc
   return config;
 }
 
+Result<Config> parse_config(std::string_view toml_text, const std::string& source_name) {
+  auto root = detail::parse_document(toml_text, source_name);
+  if (!root) return root.error();
+  return detail::config_from_document(*root, source_name);
+}
+
 Result<void> validate_config(const Config& config) {
   Report report;
   cross_check(config, Locations{}, report);
@@ -1081,35 +1104,45 @@ Result<void> validate_config(const Config& config) {
   return {};
 }
 
-Result<Config> load_config(const std::string& path) {
-  auto cannot_read = [&](int error) {
-    return Error{path + ": cannot read config: " + std::strerror(error) + " (create it or pass -c FILE)",
-                 error};
-  };
+Result<std::string> detail::read_file(const std::string& path, std::size_t max_size) {
   const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
-  if (fd < 0) return cannot_read(errno);
+  if (fd < 0) return Error{"", errno};
   std::string text;
   char buffer[16384];
-  // A config file is a few kilobytes; the cap keeps a wrong -c (a log, a device) from eating memory.
-  constexpr std::size_t max_size = 4u << 20;
   for (;;) {
     const ssize_t n = ::read(fd, buffer, sizeof buffer);
     if (n < 0 && errno == EINTR) continue;
     if (n < 0) {
       const int error = errno;
       ::close(fd);
-      return cannot_read(error);
+      return Error{"", error};
     }
     if (n == 0) break;
     text.append(buffer, static_cast<std::size_t>(n));
     if (text.size() > max_size) {
       ::close(fd);
-      return Error{path +
-                   ": cannot read config: larger than 4 MiB (expected a mailferry.toml; check -c FILE)"};
+      return Error{"", EFBIG};
     }
   }
   ::close(fd);
-  return parse_config(text, path);
+  return text;
+}
+
+Result<std::string> detail::read_config_text(const std::string& path) {
+  // A config file is a few kilobytes; the cap keeps a wrong -c (a log, a device) from eating memory.
+  auto text = read_file(path, 4u << 20);
+  if (text) return text;
+  const int error = text.error().sys_errno;
+  if (error == EFBIG) {
+    return Error{path + ": cannot read config: larger than 4 MiB (expected a mailferry.toml; check -c FILE)"};
+  }
+  return Error{path + ": cannot read config: " + std::strerror(error) + " (create it or pass -c FILE)", error};
+}
+
+Result<Config> load_config(const std::string& path) {
+  auto text = detail::read_config_text(path);
+  if (!text) return text.error();
+  return parse_config(*text, path);
 }
 
 }  // namespace mailferry::config

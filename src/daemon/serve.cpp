@@ -188,8 +188,8 @@ Result<Prepared> prepare(const config::Config& cfg) {
 
 class Daemon {
  public:
-  Daemon(ConfigPtr cfg, std::string config_path, spool::Spool spool, Prepared prepared)
-      : cfg_(std::move(cfg)), config_path_(std::move(config_path)), spool_(std::move(spool)),
+  Daemon(ConfigPtr cfg, std::string config_flag, config::Environment env, spool::Spool spool, Prepared prepared)
+      : cfg_(std::move(cfg)), config_flag_(std::move(config_flag)), env_(std::move(env)), spool_(std::move(spool)),
         scheduler_(io_.get_executor(), disk_.get_executor(), spool_, cfg_, std::move(prepared.upstream_tls)),
         signals_(io_), server_tls_(std::move(prepared.server_tls)) {}
 
@@ -208,7 +208,8 @@ class Daemon {
   void maybe_exit();
 
   ConfigPtr cfg_;                 // the config in force; a session keeps the one it started with
-  std::string config_path_;       // read again on SIGHUP
+  std::string config_flag_;       // -c as given: SIGHUP loads from the same sources
+  config::Environment env_;       // the MAILFERRY_* variables at start (a process's cannot change)
   asio::io_context io_{1};
   asio::thread_pool disk_{8};   // commits (fsync) run here, off the loop thread: enough for their syncs to group
   spool::Spool spool_;
@@ -332,9 +333,10 @@ void Daemon::reload() {
                                                                 "and send SIGHUP again"}},
                log::Level::error);
   };
-  auto loaded = config::load_config(config_path_);
+  auto loaded = config::load_config(config_flag_, env_);
   if (!loaded) return refuse(loaded.error().message);
-  auto next = std::make_shared<const config::Config>(std::move(*loaded));
+  for (const auto& w : loaded->warnings) log::warning("config_warning", {{"problem", w}});
+  auto next = std::make_shared<const config::Config>(std::move(loaded->config));
   if (next->spool_dir != cfg_->spool_dir) {
     return refuse("spool_dir changed from " + cfg_->spool_dir + " to " + next->spool_dir +
                   ": a new spool needs a restart");
@@ -380,7 +382,7 @@ void Daemon::reload() {
   server_tls_ = std::move(prepared->server_tls);
   scheduler_.reconfigure(next, std::move(prepared->upstream_tls));
   cfg_ = std::move(next);
-  log::event("reloaded", {}, {{"config", config_path_}, {"listeners", std::to_string(cfg_->listen.size())},
+  log::event("reloaded", {}, {{"config", config::config_file_path(config_flag_, env_)}, {"listeners", std::to_string(cfg_->listen.size())},
                               {"added", std::to_string(fresh.size())}, {"removed", std::to_string(removed)},
                               {"users", std::to_string(cfg_->users.size())}, {"upstream", cfg_->upstream.host},
                               {"sessions", std::to_string(connections_.size())}});
@@ -694,7 +696,7 @@ std::string local_socket_name(const config::Config& config) {
   return std::string(1, '\0') + "mailferry:" + config.spool_dir;
 }
 
-ExitCode serve(const config::Config& config, const std::string& config_path) {
+ExitCode serve(const config::Config& config, const std::string& config_flag, config::Environment env) {
   install_log_sink(config.log_format);
   auto spool = spool::Spool::open(config.spool_dir);
   if (!spool) {
@@ -710,7 +712,7 @@ ExitCode serve(const config::Config& config, const std::string& config_path) {
     std::fprintf(stderr, "mailferry: %s\n", prepared.error().message.c_str());
     return ExitCode::config;
   }
-  Daemon daemon(std::make_shared<const config::Config>(config), config_path, std::move(*spool),
+  Daemon daemon(std::make_shared<const config::Config>(config), config_flag, std::move(env), std::move(*spool),
                 std::move(*prepared));
   return daemon.run();
 }

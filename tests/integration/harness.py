@@ -17,6 +17,7 @@ import base64
 import ctypes
 import datetime
 import email.utils
+import contextlib
 import json
 import os
 import re
@@ -115,6 +116,21 @@ def remove_tempdir(d: str) -> None:
         print(f"harness: kept {d}", file=sys.stderr)
         return
     shutil.rmtree(d, ignore_errors=True)
+
+
+@contextlib.contextmanager
+def environment(**variables: str):
+    """os.environ with `variables` set for the duration (children spawned then inherit them)."""
+    old = {k: os.environ.get(k) for k in variables}
+    os.environ.update(variables)
+    try:
+        yield
+    finally:
+        for k, v in old.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
 
 
 def free_port() -> int:

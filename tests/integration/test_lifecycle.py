@@ -260,15 +260,8 @@ class ServiceManagerNotifyTest(RelayCase):
         sock.bind(path)
         sock.settimeout(10.0)
         up = self.start_upstream()
-        old = os.environ.get("NOTIFY_SOCKET")
-        os.environ["NOTIFY_SOCKET"] = path
-        try:
+        with harness.environment(NOTIFY_SOCKET=path):
             mf = self.start_mailferry(up.port)
-        finally:
-            if old is None:
-                del os.environ["NOTIFY_SOCKET"]
-            else:
-                os.environ["NOTIFY_SOCKET"] = old
         self.assertEqual(self.receive(sock), "READY=1")
         self.assertTrue(harness.port_accepts(mf.port))
         mf.proc.send_signal(signal.SIGHUP)

@@ -124,6 +124,23 @@ class ListenersAndUpstreamTest(ReloadCase):
         self.assertEqual(len(up1.messages()), 1)
 
 
+class EnvironmentTest(ReloadCase):
+    def test_variables_still_apply_after_a_reload(self):
+        up_file = self.start_upstream(name="upstream-file")
+        up_env = self.start_upstream(name="upstream-env")
+        with harness.environment(MAILFERRY_UPSTREAM_PORTS=f"{up_env.port}/none"):
+            mf = self.start_mailferry(up_file.port)
+        with open(mf.config_path, encoding="utf-8") as f:
+            text = f.read()
+        self.reload(mf, text.replace('hostname = ', 'hostname = "reloaded.test"\n# ', 1), "reloaded")
+        m = uuid.uuid4().hex
+        r = harness.smtp_send(mf.port, "a@x", ["b@y"], make_message([("Subject", m)], f"{m}\r\n".encode()))
+        self.assertEqual(r.code, 250, r)
+        got = up_env.wait_for(m.encode(), WAIT)   # the variable still wins over the file's port
+        self.assertIn(b"by reloaded.test", got[0]["raw"], "the file's change did not apply")
+        self.assertEqual(up_file.messages(), [])
+
+
 def tls_config(*, spool: str, port: int, upstream_port: int, cert: str, key: str,
                users: list[tuple[str, str]]) -> str:
     user_tables = "\n".join(f"[[user]]\nname = {toml_str(n)}\npassword_hash = {toml_str(h)}\n"

@@ -1,12 +1,14 @@
 // config.hpp: plain structs mirroring the SPEC's TOML schema, after validation, plus the parsers for
 // the two structured strings they hold (networks, listen addresses) and the enums' TOML spellings.
-// Never reads a file or the environment (load_config does); every value here is already checked.
+// Never reads a file or the environment (load_config and env_overlay do); every value here is already checked.
 #pragma once
 
 #include <array>
 #include <chrono>
 #include <cstddef>
 #include <cstdint>
+#include <functional>
+#include <map>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -145,6 +147,9 @@ struct Config {
   std::optional<Rewrite> rewrite;
   Queue queue;
   Metrics metrics;
+  // Keys set from the environment: key path ("upstream.host", "listen", "user") → the variable that
+  // set it ("MAILFERRY_UPSTREAM_HOST", or "…_FILE" when read from a file), for check-config.
+  std::map<std::string, std::string, std::less<>> env_sources;
   friend bool operator==(const Config&, const Config&) = default;
 };
 
