@@ -3,6 +3,8 @@
 #include "daemon/serve.hpp"
 
 #include <arpa/inet.h>
+#include <pthread.h>
+#include <signal.h>
 #include <unistd.h>
 
 #include <asio/co_spawn.hpp>
@@ -285,6 +287,14 @@ ExitCode Daemon::run() {
                              {"upstream", cfg_->upstream.host}});
   notify_service_manager("READY=1");   // listeners are bound and the spool is open
   io_.run();
+  // Stopped. A second SIGTERM from an impatient supervisor must not turn this clean exit into
+  // "killed by a signal" once the signal_set is gone and the default action is back: from here
+  // the signals stay pending (the pool's threads were created with every signal blocked) and die
+  // with the process.
+  sigset_t stop_signals;
+  sigemptyset(&stop_signals);
+  for (int s : {SIGTERM, SIGINT, SIGHUP}) sigaddset(&stop_signals, s);
+  pthread_sigmask(SIG_BLOCK, &stop_signals, nullptr);
   disk_.join();
   log::event("stopped", {}, {});
   return ExitCode::ok;

@@ -164,6 +164,19 @@ class LifecycleTest(RelayCase):
         self.assertEqual(len(got), 1, "delivered more than once")
         self.assertIn(b"first half of the body\r\nsecond half of the body\r\n", got[0]["raw"])
 
+    def test_a_second_sigterm_while_stopping_still_exits_0(self):
+        up = self.start_upstream()
+        mf = self.start_mailferry(up.port)
+        codes = []
+        for i in range(20):   # the second signal lands at different moments of the shutdown
+            mf.proc.send_signal(signal.SIGTERM)
+            time.sleep(i * 0.0005)
+            mf.proc.send_signal(signal.SIGTERM)
+            codes.append(mf.proc.wait(timeout=15))
+            mf.stop()
+            mf.start(mf.port)
+        self.assertEqual(codes, [0] * 20)
+
     def test_sigterm_idle_session_gets_421(self):
         up = self.start_upstream()
         mf = self.start_mailferry(up.port)
