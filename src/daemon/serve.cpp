@@ -34,6 +34,7 @@
 #include "mailferry/base/log.hpp"
 #include "mailferry/config/load_config.hpp"
 #include "mailferry/message/trace_headers.hpp"
+#include "mailferry/smtp/proxy_header.hpp"
 #include "mailferry/smtp/server_session.hpp"
 #include "mailferry/spool/spool.hpp"
 #include "net/stream.hpp"
@@ -90,8 +91,8 @@ void install_log_sink(config::LogFormat format) {
   });
 }
 
-bool trusted(const config::Config& cfg, const asio::ip::address& addr) {
-  for (const auto& n : cfg.trusted_networks) {
+bool in_networks(const std::vector<config::Network>& networks, const asio::ip::address& addr) {
+  for (const auto& n : networks) {
     if (addr.is_v4()) {
       const auto b = addr.to_v4().to_bytes();
       if (n.contains(b.data(), false)) return true;
@@ -104,12 +105,14 @@ bool trusted(const config::Config& cfg, const asio::ip::address& addr) {
 }
 
 // Over a connection limit: one 421 line (RFC 5321 §3.1), bounded in time, then close.
-asio::awaitable<void> refuse_connection(asio::ip::tcp::socket socket, std::string hostname) {
-  net::Stream stream(std::move(socket));
+asio::awaitable<void> refuse_connection(std::unique_ptr<net::Stream> stream, std::string hostname) {
   const std::string reply = "421 4.7.0 " + hostname + " Too many connections, try again later\r\n";
-  co_await stream.write_all(reply, Clock::now() + std::chrono::seconds(5));
-  stream.close();
+  co_await stream->write_all(reply, Clock::now() + std::chrono::seconds(5));
+  stream->close();
 }
+
+// A PROXY protocol header (v1 or v2) must arrive within this after the connection.
+constexpr auto proxy_header_timeout = std::chrono::seconds(10);
 
 // The name of the local user at the other end of a local socket, for logs and Received:.
 std::string local_peer(net::Stream::Socket& socket) {
@@ -200,8 +203,15 @@ class Daemon {
  private:
   asio::awaitable<void> accept_loop(std::list<Listener>::iterator listener);
   asio::awaitable<void> accept_local(asio::local::stream_protocol::acceptor& acceptor);
-  asio::awaitable<void> serve_connection(net::Stream::Socket socket, std::string peer, bool peer_trusted,
+  asio::awaitable<void> serve_connection(std::unique_ptr<net::Stream> stream_ptr, bool peer_trusted,
                                          config::Listen listen, ConfigPtr cfg);
+  // A TCP connection whose client is known (its own address, or the one a PROXY header gave):
+  // the connection limits, then a session.
+  void admit(std::unique_ptr<net::Stream> stream, const asio::ip::address& client, const config::Listen& listen,
+             const ConfigPtr& cfg);
+  // A listener with proxy_protocol = true: the header first, only from proxy_from.
+  asio::awaitable<void> read_proxy_header(std::unique_ptr<net::Stream> stream, asio::ip::address from,
+                                          config::Listen listen, ConfigPtr cfg);
   asio::awaitable<smtp::AuthResult> authenticate(const smtp::server_action::Authenticate& auth,
                                                  const std::string& client, const config::Listen& listen);
   void start_accepting(std::list<Listener>::iterator listener);
@@ -417,8 +427,9 @@ asio::awaitable<void> Daemon::accept_local(asio::local::stream_protocol::accepto
     if (connections_.size() >= max_connections) continue;
     net::Stream::Socket generic(std::move(socket));
     std::string peer = local_peer(generic);
+    auto stream = std::make_unique<net::Stream>(std::move(generic), std::move(peer));
     ConfigPtr cfg = cfg_;
-    asio::co_spawn(io_, serve_connection(std::move(generic), std::move(peer), true, sendmail_listener, cfg),
+    asio::co_spawn(io_, serve_connection(std::move(stream), true, sendmail_listener, cfg),
                    [](std::exception_ptr e) {
                      if (e) log::error("crash", {{"where", "session"}});
                    });
@@ -438,25 +449,79 @@ asio::awaitable<void> Daemon::accept_loop(std::list<Listener>::iterator listener
     const config::Listen listen = listener->listen;
     ConfigPtr cfg = cfg_;
     std::error_code pec;
-    const std::string peer = socket.remote_endpoint(pec).address().to_string();
+    const asio::ip::address from = socket.remote_endpoint(pec).address();
     if (pec) continue;   // already gone
-    const bool peer_trusted = trusted(*cfg, socket.remote_endpoint(pec).address()) && !pec;
-    if ((!peer_trusted && per_address_[peer] >= max_connections_per_address) ||
-        connections_.size() >= max_connections) {
-      log::warning("rejected", {{"reason", "connections"}, {"client", peer}, {"listener", listen.address}});
-      asio::co_spawn(io_, refuse_connection(std::move(socket), cfg->hostname), [](std::exception_ptr e) {
-        if (e) log::error("crash", {{"where", "refuse"}});
-      });
+    auto stream = std::make_unique<net::Stream>(net::Stream::Socket(std::move(socket)), from.to_string());
+    if (!listen.proxy_protocol) {
+      admit(std::move(stream), from, listen, cfg);
       continue;
     }
-    ++per_address_[peer];
-    asio::co_spawn(io_, serve_connection(net::Stream::Socket(std::move(socket)), peer, peer_trusted, listen, cfg),
-                   [this, peer](std::exception_ptr e) {
-      if (e) log::error("crash", {{"where", "session"}});
-      if (--per_address_[peer] <= 0) per_address_.erase(peer);
+    if (!in_networks(listen.proxy_from, from) || connections_.size() >= max_connections) {
+      // Only a configured proxy may say who the client is; anyone else is closed without a word.
+      log::warning("rejected", {{"reason", "not_in_proxy_from"}, {"client", from.to_string()},
+                                {"listener", listen.address}});
+      stream->close();
+      continue;
+    }
+    asio::co_spawn(io_, read_proxy_header(std::move(stream), from, listen, cfg), [](std::exception_ptr e) {
+      if (e) log::error("crash", {{"where", "proxy"}});
     });
   }
   if (listener->retired) listeners_.erase(listener);
+}
+
+asio::awaitable<void> Daemon::read_proxy_header(std::unique_ptr<net::Stream> stream, asio::ip::address from,
+                                                config::Listen listen, ConfigPtr cfg) {
+  smtp::ProxyHeaderParser parser;
+  std::array<char, 1024> buffer{};
+  const auto deadline = Clock::now() + proxy_header_timeout;
+  std::string why = "closed before a header";
+  while (parser.status() == smtp::ProxyHeaderParser::Status::need_more && !stopping_) {
+    const auto r = co_await stream->read_some(buffer, deadline);
+    if (r.timed_out) why = "no header within " + std::to_string(proxy_header_timeout.count()) + " s";
+    if (r.timed_out || r.error || r.bytes == 0) break;
+    parser.feed(std::span<const char>(buffer.data(), r.bytes));
+  }
+  if (parser.status() != smtp::ProxyHeaderParser::Status::done) {
+    if (parser.status() == smtp::ProxyHeaderParser::Status::invalid) why = parser.error();
+    log::warning("rejected", {{"reason", "proxy_header"}, {"client", from.to_string()},
+                              {"listener", listen.address}, {"error", why}});
+    stream->close();
+    co_return;
+  }
+  // PROXY with an address: that is the client. LOCAL (the proxy's own health check) or an
+  // unknown family: the connection's own endpoints, as the protocol says.
+  asio::ip::address client = from;
+  const auto& header = parser.header();
+  if (header.command == smtp::ProxyHeader::Command::proxy && header.has_address()) {
+    std::error_code ec;
+    const auto parsed = asio::ip::make_address(smtp::effective_source(header).text, ec);
+    if (!ec) client = parsed;
+  }
+  stream->set_peer_address(client.to_string());
+  const auto rest = parser.remaining();
+  if (!rest.empty()) stream->unread(std::string(rest.data(), rest.size()));   // SMTP or a TLS hello
+  admit(std::move(stream), client, listen, cfg);
+}
+
+void Daemon::admit(std::unique_ptr<net::Stream> stream, const asio::ip::address& client,
+                   const config::Listen& listen, const ConfigPtr& cfg) {
+  const std::string peer = client.to_string();
+  const bool peer_trusted = in_networks(cfg->trusted_networks, client);
+  if ((!peer_trusted && per_address_[peer] >= max_connections_per_address) ||
+      connections_.size() >= max_connections) {
+    log::warning("rejected", {{"reason", "connections"}, {"client", peer}, {"listener", listen.address}});
+    asio::co_spawn(io_, refuse_connection(std::move(stream), cfg->hostname), [](std::exception_ptr e) {
+      if (e) log::error("crash", {{"where", "refuse"}});
+    });
+    return;
+  }
+  ++per_address_[peer];
+  asio::co_spawn(io_, serve_connection(std::move(stream), peer_trusted, listen, cfg),
+                 [this, peer](std::exception_ptr e) {
+    if (e) log::error("crash", {{"where", "session"}});
+    if (--per_address_[peer] <= 0) per_address_.erase(peer);
+  });
 }
 
 // A full disk or quota (or a file size limit) is "452 4.3.1", which tells the client to try later;
@@ -543,9 +608,9 @@ asio::awaitable<smtp::AuthResult> Daemon::authenticate(const smtp::server_action
   co_return result;
 }
 
-asio::awaitable<void> Daemon::serve_connection(net::Stream::Socket socket, std::string peer, bool peer_trusted,
+asio::awaitable<void> Daemon::serve_connection(std::unique_ptr<net::Stream> stream_ptr, bool peer_trusted,
                                                config::Listen listen, ConfigPtr cfg) {
-  net::Stream stream(std::move(socket), std::move(peer));
+  net::Stream& stream = *stream_ptr;
   smtp::SessionPolicy policy;
   policy.hostname = cfg->hostname;
   policy.limits.max_message_size = cfg->max_message_size;

@@ -2,6 +2,7 @@
 // the TLS engine in between once start_tls() has run.
 #include "net/stream.hpp"
 
+#include <algorithm>
 #include <asio/experimental/as_tuple.hpp>
 #include <asio/experimental/awaitable_operators.hpp>
 #include <asio/read.hpp>
@@ -46,6 +47,12 @@ Stream::~Stream() = default;
 
 asio::awaitable<ReadResult> Stream::read_raw(std::span<char> buffer, std::optional<TimePoint> deadline) {
   ReadResult r;
+  if (!pending_.empty()) {
+    r.bytes = std::min(buffer.size(), pending_.size());
+    std::copy_n(pending_.data(), r.bytes, buffer.data());
+    pending_.erase(0, r.bytes);
+    co_return r;
+  }
   if (!deadline) {
     auto [ec, n] = co_await socket_.async_read_some(asio::buffer(buffer.data(), buffer.size()), use_tuple);
     r.bytes = n;

@@ -47,6 +47,11 @@ class Stream {
   // TLS. false when it fails or `deadline` passes; tls_error() says why.
   asio::awaitable<bool> start_tls(std::unique_ptr<tls::TlsEngine> engine, TimePoint deadline);
   void close();
+  // Bytes read past a preamble (the PROXY protocol header): the next reads, plain or the TLS
+  // handshake's, return them before anything from the socket.
+  void unread(std::string bytes) { pending_ = std::move(bytes); }
+  // The client's address as a proxy reported it, for logs and Received:.
+  void set_peer_address(std::string peer) { peer_ = std::move(peer); }
 
   bool secure() const { return tls_ != nullptr; }
   const std::string& tls_error() const { return tls_error_; }
@@ -64,6 +69,7 @@ class Stream {
 
   Socket socket_;
   std::string peer_;
+  std::string pending_;   // see unread()
   std::unique_ptr<tls::TlsEngine> tls_;
   std::string tls_error_;
   bool tls_certificate_failed_ = false;
