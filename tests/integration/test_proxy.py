@@ -7,7 +7,11 @@ without a valid header, is closed before the greeting.
     /usr/bin/python3 tests/integration/test_proxy.py <path-to-mailferry>
 """
 
+import os
+import shutil
+import smtplib
 import socket
+import subprocess
 import ssl
 import struct
 import uuid
@@ -125,6 +129,85 @@ class ProxyTest(RelayCase):
         harness.wait_until(mine, 5.0, what="a rejected line for 127.0.0.2")
         self.assertEqual([f.get("reason") for f in mine()], ["not_in_proxy_from"])
         self.assertEqual(self.mf.events("received"), [])
+
+
+class HaproxyTest(RelayCase):
+    """Debian's haproxy in front, send-proxy (v1) and send-proxy-v2, IPv4 and IPv6 clients: the
+    relay decision follows the client's own address, which only haproxy knew."""
+
+    def setUp(self):
+        super().setUp()
+        if shutil.which("haproxy") is None:
+            self.skipTest("haproxy is not installed (Debian package haproxy)")
+        if not ipv6_loopback():
+            self.skipTest("no IPv6 loopback here")
+        self.up = self.start_upstream()
+        self.port = free_port()
+        listen = ["[[listen]]", f'address = "127.0.0.1:{self.port}"', 'tls = "none"', 'auth = "none"',
+                  "proxy_protocol = true", 'proxy_from = ["127.0.0.1/32"]', ""]
+        # Clients 127.0.0.3 and ::1 may relay; 127.0.0.4 may not. haproxy itself (127.0.0.1) may not.
+        self.mf = self.start_mailferry(self.up.port, start=False)
+        harness.write_file(self.mf.config_path, relay_config(
+            spool_dir=self.mf.spool_dir, listen_port=self.port, upstream_port=self.up.port,
+            trusted=("127.0.0.3/32", "::1/128"), listen=listen))
+        self.mf.start(self.port)
+        self.v1_port, self.v2_port = free_port(), free_port()
+        cfg = harness.write_file(os.path.join(self.workdir, "haproxy.cfg"), "\n".join([
+            "global", "  maxconn 100", "defaults", "  mode tcp", "  timeout connect 5s",
+            "  timeout client 30s", "  timeout server 30s",
+            "frontend v1", f"  bind 127.0.0.1:{self.v1_port}", f"  bind [::1]:{self.v1_port}",
+            "  default_backend relay_v1",
+            "frontend v2", f"  bind 127.0.0.1:{self.v2_port}", f"  bind [::1]:{self.v2_port}",
+            "  default_backend relay_v2",
+            "backend relay_v1", f"  server mf 127.0.0.1:{self.port} send-proxy",
+            "backend relay_v2", f"  server mf 127.0.0.1:{self.port} send-proxy-v2", ""]))
+        check = subprocess.run(["haproxy", "-c", "-f", cfg], capture_output=True, timeout=20)
+        self.assertEqual(check.returncode, 0, check.stderr.decode(errors="replace"))
+        proc = harness.spawn(["haproxy", "-db", "-f", cfg], stdin=subprocess.DEVNULL,
+                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        self.addCleanup(harness.stop_process, proc)
+        harness.wait_until(lambda: harness.port_accepts(self.v1_port) and harness.port_accepts(self.v2_port),
+                           10.0, what="haproxy listening")
+
+    def send(self, port: int, source: str) -> tuple[harness.SendResult, str]:
+        family = socket.AF_INET6 if ":" in source else socket.AF_INET
+        s = smtplib.SMTP(timeout=20, local_hostname="client.test")
+        s.sock = socket.socket(family, socket.SOCK_STREAM)
+        s.sock.settimeout(20)
+        s.sock.bind((source, 0))
+        s.sock.connect(("::1" if family == socket.AF_INET6 else "127.0.0.1", port))
+        s.file = None
+        code, _ = s.getreply()
+        self.assertEqual(code, 220)
+        s.ehlo()
+        marker = uuid.uuid4().hex
+        try:
+            r = harness.smtp_send_on(s, "a@x", ["b@y"], make_message([("Subject", marker)], b"via haproxy\r\n"))
+        finally:
+            s.close()
+        return r, marker
+
+    def test_clients_behind_haproxy(self):
+        for port, version in ((self.v1_port, "send-proxy"), (self.v2_port, "send-proxy-v2")):
+            for source, allowed in (("127.0.0.3", True), ("::1", True), ("127.0.0.4", False)):
+                with self.subTest(version=version, client=source):
+                    r, marker = self.send(port, source)
+                    if allowed:
+                        self.assertEqual(r.code, 250, r)
+                        self.up.wait_for(marker.encode(), 20.0)
+                        clients = [f.get("client") for e, f in self.mf.events("received")]
+                        self.assertEqual(clients[-1], source, clients)
+                    else:
+                        self.assertEqual(r.code, 554, r)
+
+
+def ipv6_loopback() -> bool:
+    try:
+        with socket.socket(socket.AF_INET6, socket.SOCK_STREAM) as s:
+            s.bind(("::1", 0))
+        return True
+    except OSError:
+        return False
 
 
 class ProxyImplicitTlsTest(RelayCase):
