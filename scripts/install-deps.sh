@@ -12,6 +12,7 @@ PACKAGES=(
   python3 python3-aiosmtpd swaks             # integration tests and the demo
   nftables iproute2                          # port-fallback tests (netns, SYN drops)
   haproxy                                    # PROXY protocol tests (send-proxy, send-proxy-v2)
+  systemd                                    # systemd-analyze verify/security on the unit (install test)
   openssl msmtp testssl.sh libnet-ssleay-perl   # TLS tests: test CA, clients (swaks TLS needs Net::SSLeay), scan
   php-cli bsd-mailx git-email libmailtools-perl   # sendmail tests: PHP mail(), mail(1), git send-email (needs Mail::Address)
   scdoc mandoc                               # man pages: build, and the install test's lint

@@ -1,7 +1,9 @@
 #!/usr/bin/python3
 """test_install.py: `meson install` of a build directory puts the binary, the man pages, the
 examples and (with -Dsendmail_links=true) the sendmail/mailq links where they belong, and the
-installed pages are clean under `mandoc -T lint -W error`.
+installed pages are clean under `mandoc -T lint -W error`, and the installed systemd unit passes
+`systemd-analyze verify` without a word and scores an exposure of at most 2.0 under
+`systemd-analyze security --offline=true`.
 
     /usr/bin/python3 tests/install/test_install.py MESON SOURCE_DIR BUILD_DIR [MANDOC]
 
@@ -13,6 +15,7 @@ scratch directory is configured with it on (configure only, nothing is compiled)
 
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -22,6 +25,8 @@ import unittest
 MESON = SOURCE = BUILD = MANDOC = ""
 PAGES = {"man8": "mailferry.8", "man5": "mailferry.toml.5"}
 EXAMPLES = ["mailferry.toml", "mailferry-minimal.toml"]
+UNIT = "mailferry.service"
+MAX_EXPOSURE = 2.0
 
 
 def run(*args, env=None, timeout=120):
@@ -169,6 +174,53 @@ class InstallTest(unittest.TestCase):
         # introspect keys symlinks by name, so of the two "sendmail" links only one shows.
         self.assertTrue({links["sendmail (sbindir)"], links["sendmail (lib)"]} & destinations,
                         f"no sendmail link in {sorted(destinations)}")
+
+    def unit_path(self):
+        return self.under_prefix("lib", "systemd", "system", UNIT)
+
+    def test_systemd_unit_installed(self):
+        self.assertTrue(os.path.isfile(self.unit_path()), f"no {self.unit_path()}")
+
+    def analyze(self):
+        analyze = shutil.which("systemd-analyze")
+        if not analyze:
+            self.skipTest("systemd-analyze not found (Debian package systemd)")
+        if not os.path.isfile(self.unit_path()):
+            self.fail(f"no {self.unit_path()}")
+        return analyze
+
+    def test_systemd_unit_verify_silent(self):
+        """verify exits 0 on warnings, so any output fails. It checks that the binary ExecStart=
+        names exists: in a private mount namespace the staged bindir is overlaid on /usr/bin, so the
+        unmodified installed unit finds the binary meson installed at the path it names, and the
+        host's /usr/bin (with /bin/kill for ExecReload=) stays visible under it. Documentation=
+        runs man(1): MANPATH points at the staged pages, or --man=no when none were built."""
+        analyze = self.analyze()
+        unshare = shutil.which("unshare")
+        if os.geteuid() != 0 or not unshare:
+            self.skipTest("needs root and unshare(1) to overlay the staged binary on /usr/bin")
+        bindir = self.under_prefix(self.opts["bindir"])
+        self.assertTrue(os.access(os.path.join(bindir, "mailferry"), os.X_OK))
+        mandir = self.under_prefix(self.opts["mandir"])
+        env = dict(os.environ)
+        man_flag = []
+        if all(os.path.isfile(p) for p in self.man_pages()):
+            env["MANPATH"] = mandir
+        else:
+            man_flag = ["--man=no"]
+        script = ('mount -t overlay overlay -o "lowerdir=$1:/usr/bin" /usr/bin && '
+                  'test -x /usr/bin/mailferry && shift && exec "$@"')
+        p = run(unshare, "--mount", "--propagation", "private", "sh", "-c", script, "sh", bindir,
+                analyze, "verify", *man_flag, self.unit_path(), env=env)
+        self.assertEqual((p.returncode, p.stdout + p.stderr), (0, ""))
+
+    def test_systemd_unit_exposure(self):
+        analyze = self.analyze()
+        p = run(analyze, "security", "--offline=true", "--no-pager", self.unit_path())
+        self.assertEqual(p.returncode, 0, p.stdout + p.stderr)
+        match = re.search(r"Overall exposure level for \S+: ([0-9.]+)", p.stdout)
+        self.assertIsNotNone(match, p.stdout)
+        self.assertLessEqual(float(match.group(1)), MAX_EXPOSURE, p.stdout)
 
 
 def main():
