@@ -16,15 +16,6 @@
 namespace mailferry::daemon {
 namespace {
 
-std::string format_time(WallTime t) {
-  const std::time_t secs = std::chrono::system_clock::to_time_t(t);
-  std::tm tm{};
-  gmtime_r(&secs, &tm);
-  char buf[32];
-  std::strftime(buf, sizeof buf, "%Y-%m-%dT%H:%M:%SZ", &tm);
-  return buf;
-}
-
 std::string bracketed(const std::string& a) { return "<" + a + ">"; }
 
 // Plain coroutine functions (not capturing lambdas): their arguments live in their own frames
@@ -400,7 +391,7 @@ asio::awaitable<void> Scheduler::defer_all(const spool::QueueId& id, const std::
   env.next_attempt = *next;
   for (const auto& r : env.recipients) {
     if (r.state != message::RecipientState::pending) continue;
-    log::event("deferred", id.str(), {{"rcpt", bracketed(r.address)}, {"next", format_time(*next)},
+    log::event("deferred", id.str(), {{"rcpt", bracketed(r.address)}, {"next", format_utc(*next)},
                                       {"reply", why}}, log::Level::warning);
   }
   it->second.in_flight = false;

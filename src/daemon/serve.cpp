@@ -54,18 +54,7 @@ constexpr std::size_t max_connections = 1000;
 // A TLS handshake (STARTTLS or implicit) must finish within this, or the connection is dropped.
 constexpr auto handshake_timeout = std::chrono::seconds(30);
 
-std::string iso_time(WallTime now) {
-  const std::time_t secs = std::chrono::system_clock::to_time_t(now);
-  const auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(now.time_since_epoch()).count() % 1000;
-  std::tm tm{};
-  gmtime_r(&secs, &tm);
-  char buf[96];
-  std::snprintf(buf, sizeof buf, "%04d-%02d-%02dT%02d:%02d:%02d.%03dZ", tm.tm_year + 1900, tm.tm_mon + 1,
-                tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec, static_cast<int>(ms));
-  return buf;
-}
-
-std::string iso_now() { return iso_time(std::chrono::system_clock::now()); }
+std::string iso_now() { return format_utc(std::chrono::system_clock::now(), true); }
 
 void install_log_sink(config::LogFormat format) {
   const bool journal = std::getenv("JOURNAL_STREAM") != nullptr;
@@ -694,7 +683,7 @@ asio::awaitable<void> Daemon::serve_connection(std::unique_ptr<net::Stream> stre
                                "deferred=" + std::to_string(counts.deferred),
                                "failed=" + std::to_string(spool_.list(spool::Area::failed).size()),
                                "upstream_port=" + std::to_string(scheduler_.upstream_port()),
-                               "last_delivery=" + (last ? iso_time(*last) : std::string("none")),
+                               "last_delivery=" + (last ? format_utc(*last) : std::string("none")),
                                "sessions=" + std::to_string(connections_.size())},
                               Clock::now());
       } else if (auto* del = std::get_if<smtp::server_action::DeleteMessage>(&*action)) {
