@@ -113,8 +113,10 @@ asio::awaitable<ReadOutcome> read_on_pool(spool::Spool* spool, spool::QueueId id
 }  // namespace
 
 Scheduler::Scheduler(asio::any_io_executor ex, asio::any_io_executor disk, spool::Spool& spool,
-                     std::shared_ptr<const config::Config> config, std::shared_ptr<tls::ClientContext> upstream_tls)
-    : ex_(ex), disk_(disk), upstream_tls_(std::move(upstream_tls)), spool_(spool), config_(std::move(config)),
+                     std::shared_ptr<const config::Config> config, std::shared_ptr<tls::ClientContext> upstream_tls,
+                     metrics::Counters& counters)
+    : ex_(ex), disk_(disk), upstream_tls_(std::move(upstream_tls)), spool_(spool), counters_(counters),
+      config_(std::move(config)),
       retry_(config_->queue.retry_schedule, config_->queue.max_age), ports_(config_->upstream.ports), wake_(ex) {}
 
 void Scheduler::reconfigure(std::shared_ptr<const config::Config> config,
@@ -160,6 +162,14 @@ Scheduler::Counts Scheduler::counts() const {
   Counts c;
   for (const auto& [id, entry] : queue_) ++(entry.envelope.attempts == 0 ? c.queued : c.deferred);
   return c;
+}
+
+std::optional<WallTime> Scheduler::oldest_arrival() const {
+  std::optional<WallTime> oldest;
+  for (const auto& [id, entry] : queue_) {
+    if (!oldest || entry.envelope.arrival < *oldest) oldest = entry.envelope.arrival;
+  }
+  return oldest;
 }
 
 void Scheduler::flush() {
@@ -389,6 +399,7 @@ asio::awaitable<void> Scheduler::defer_all(const spool::QueueId& id, const std::
     co_return co_await finish(id);
   }
   env.next_attempt = *next;
+  ++counters_.deferred;
   for (const auto& r : env.recipients) {
     if (r.state != message::RecipientState::pending) continue;
     log::event("deferred", id.str(), {{"rcpt", bracketed(r.address)}, {"next", format_utc(*next)},
@@ -404,6 +415,10 @@ asio::awaitable<void> Scheduler::finish(const spool::QueueId& id) {
   const message::Envelope env = it->second.envelope;
   const bool any_failed = std::any_of(env.recipients.begin(), env.recipients.end(),
                                       [](const auto& r) { return r.state == message::RecipientState::failed; });
+  const bool any_delivered = std::any_of(env.recipients.begin(), env.recipients.end(),
+                                         [](const auto& r) { return r.state == message::RecipientState::delivered; });
+  if (any_delivered) ++counters_.delivered;
+  if (any_failed) ++counters_.bounced;
   // Forget it first: it is no longer due, whatever the disk says next.
   queue_.erase(it);
   // One bounce to the envelope sender; never to a null sender (a bounce of a bounce loops).
@@ -423,6 +438,7 @@ asio::awaitable<void> Scheduler::finish(const spool::QueueId& id) {
 void Scheduler::learn_ports(const std::vector<net::PortAttempt>& attempts, bool recheck) {
   const auto now = Clock::now();
   for (const auto& a : attempts) {
+    ++counters_.upstream_attempts[{a.port, metrics::attempt_result(a.verdict)}];
     if (a.verdict == "ok") {
       if (ports_.record_success(a.port, now) || recheck) {
         const std::string text = std::to_string(a.port) + "\n";

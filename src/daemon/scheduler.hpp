@@ -17,6 +17,7 @@
 #include "mailferry/delivery/port_plan.hpp"
 #include "mailferry/delivery/retry_schedule.hpp"
 #include "mailferry/message/envelope.hpp"
+#include "mailferry/metrics/metrics.hpp"
 #include "mailferry/spool/spool.hpp"
 
 namespace mailferry::net {
@@ -35,8 +36,10 @@ enum class SpoolOp { update, remove, fail };
 class Scheduler {
  public:
   // `disk` runs the spool's blocking calls (fsync), so the loop thread never waits on the disk.
+  // Deliveries, deferrals, bounces and upstream attempts are counted in `counters`.
   Scheduler(asio::any_io_executor ex, asio::any_io_executor disk, spool::Spool& spool,
-            std::shared_ptr<const config::Config> config, std::shared_ptr<tls::ClientContext> upstream_tls);
+            std::shared_ptr<const config::Config> config, std::shared_ptr<tls::ClientContext> upstream_tls,
+            metrics::Counters& counters);
 
   // Loads every committed message (at start: what a crash or a stop left behind).
   void recover();
@@ -62,6 +65,8 @@ class Scheduler {
   // Messages waiting: never tried yet, and tried and deferred (in flight ones count as before).
   struct Counts { std::size_t queued = 0, deferred = 0; };
   Counts counts() const;
+  // When the oldest message waiting arrived (nullopt: none waiting).
+  std::optional<WallTime> oldest_arrival() const;
   // When a recipient was last delivered (nullopt: not since the start).
   std::optional<WallTime> last_delivery() const { return last_delivery_; }
   // The upstream port in use now; 0 before the first connection.
@@ -108,6 +113,7 @@ class Scheduler {
   asio::any_io_executor disk_;
   std::shared_ptr<tls::ClientContext> upstream_tls_;
   spool::Spool& spool_;
+  metrics::Counters& counters_;
   std::shared_ptr<const config::Config> config_;
   delivery::RetrySchedule retry_;
   delivery::PortPlan ports_;

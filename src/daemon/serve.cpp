@@ -14,6 +14,7 @@
 #include <asio/local/stream_protocol.hpp>
 #include <pwd.h>
 #include <sys/socket.h>
+#include <sys/statvfs.h>
 #include <asio/signal_set.hpp>
 #include <asio/steady_timer.hpp>
 #include <asio/thread_pool.hpp>
@@ -21,12 +22,14 @@
 #include <cerrno>
 #include <cstdio>
 #include <cstdlib>
+#include <cstring>
 #include <ctime>
 #include <list>
 #include <map>
 #include <memory>
 
 #include "daemon/credentials.hpp"
+#include "daemon/metrics_endpoint.hpp"
 #include "daemon/notify.hpp"
 #include "daemon/scheduler.hpp"
 #include "mailferry/auth/auth_throttle.hpp"
@@ -118,6 +121,7 @@ std::string local_peer(net::Stream::Socket& socket) {
 struct Connection {
   smtp::ServerSession* session;
   net::Stream* stream;
+  std::string listener;   // its address, or "sendmail"
 };
 
 using ConfigPtr = std::shared_ptr<const config::Config>;
@@ -184,7 +188,8 @@ class Daemon {
  public:
   Daemon(ConfigPtr cfg, std::string config_flag, config::Environment env, spool::Spool spool, Prepared prepared)
       : cfg_(std::move(cfg)), config_flag_(std::move(config_flag)), env_(std::move(env)), spool_(std::move(spool)),
-        scheduler_(io_.get_executor(), disk_.get_executor(), spool_, cfg_, std::move(prepared.upstream_tls)),
+        scheduler_(io_.get_executor(), disk_.get_executor(), spool_, cfg_, std::move(prepared.upstream_tls),
+                   counters_),
         signals_(io_), server_tls_(std::move(prepared.server_tls)) {}
 
   ExitCode run();
@@ -207,6 +212,11 @@ class Daemon {
   void on_signal(int signo);
   void reload();
   void maybe_exit();
+  // [metrics]: what /metrics shows now, and why /readyz would say 503.
+  metrics::Snapshot metrics_snapshot() const;
+  std::optional<std::string> not_ready() const;
+  // Binds [metrics] address (nullptr when off); the error is the one line a user sees.
+  Result<std::shared_ptr<MetricsEndpoint>> open_metrics(const config::Config& cfg);
 
   ConfigPtr cfg_;                 // the config in force; a session keeps the one it started with
   std::string config_flag_;       // -c as given: SIGHUP loads from the same sources
@@ -214,6 +224,7 @@ class Daemon {
   asio::io_context io_{1};
   asio::thread_pool disk_{8};   // commits (fsync) run here, off the loop thread: enough for their syncs to group
   spool::Spool spool_;
+  metrics::Counters counters_;   // loop thread only
   Scheduler scheduler_;
   asio::signal_set signals_;
   std::list<Listener> listeners_;
@@ -221,6 +232,7 @@ class Daemon {
   std::list<Connection> connections_;
   std::map<std::string, int> per_address_;
   std::shared_ptr<tls::ServerContext> server_tls_;   // loaded per config: the key stays parsed between handshakes
+  std::shared_ptr<MetricsEndpoint> metrics_;        // null when [metrics] is off
   auth::AuthThrottle throttle_;
   std::string dummy_hash_;   // checked for unknown users too, so timing does not reveal who exists
   bool stopping_ = false;
@@ -260,7 +272,16 @@ ExitCode Daemon::run() {
       return ExitCode::unavailable;
     }
   }
+  {
+    auto endpoint = open_metrics(*cfg_);
+    if (!endpoint) {
+      std::fprintf(stderr, "mailferry: %s\n", endpoint.error().message.c_str());
+      return ExitCode::unavailable;
+    }
+    metrics_ = std::move(*endpoint);
+  }
   for (auto it = listeners_.begin(); it != listeners_.end(); ++it) start_accepting(it);
+  if (metrics_) metrics_->start();
   // The local socket where `mailferry sendmail` hands messages over (any local user may connect:
   // an abstract socket has no file permissions, and lives in this network namespace only).
   {
@@ -364,7 +385,19 @@ void Daemon::reload() {
     if (auto opened = open_listener(it->acceptor, l); !opened) return refuse(opened.error().message);
   }
 
+  std::shared_ptr<MetricsEndpoint> metrics = metrics_;
+  if (next->metrics.address != cfg_->metrics.address) {
+    auto endpoint = open_metrics(*next);
+    if (!endpoint) return refuse(endpoint.error().message);
+    metrics = std::move(*endpoint);
+  }
+
   // Nothing can fail from here on.
+  if (metrics != metrics_) {
+    if (metrics_) metrics_->close();
+    metrics_ = std::move(metrics);
+    if (metrics_) metrics_->start();
+  }
   int removed = 0;
   for (auto& have : listeners_) {
     if (have.retired) continue;
@@ -395,6 +428,57 @@ void Daemon::reload() {
                               {"added", std::to_string(fresh.size())}, {"removed", std::to_string(removed)},
                               {"users", std::to_string(cfg_->users.size())}, {"upstream", cfg_->upstream.host},
                               {"sessions", std::to_string(connections_.size())}});
+}
+
+Result<std::shared_ptr<MetricsEndpoint>> Daemon::open_metrics(const config::Config& cfg) {
+  if (cfg.metrics.address.empty()) return std::shared_ptr<MetricsEndpoint>();
+  auto where = config::parse_listen_address(cfg.metrics.address);
+  if (!where) return Error{"[metrics] address: " + where.error().message};
+  asio::ip::tcp::acceptor acceptor(io_);
+  if (auto opened = open_listener(acceptor, *where); !opened) return opened.error();
+  MetricsSource source{[this] { return metrics_snapshot(); }, [this] { return not_ready(); }};
+  return std::make_shared<MetricsEndpoint>(std::move(acceptor), cfg.metrics.address, std::move(source));
+}
+
+metrics::Snapshot Daemon::metrics_snapshot() const {
+  metrics::Snapshot s;
+  s.version = MAILFERRY_VERSION;
+  s.counters = counters_;
+  // Every listener has its series from the start, so a rate() or an alert never sees one appear.
+  for (const auto& l : cfg_->listen) {
+    s.counters.received.try_emplace(l.address, 0);
+    s.counters.auth_failures.try_emplace(l.address, 0);
+    s.sessions_active.try_emplace(l.address, 0);
+  }
+  s.counters.received.try_emplace("sendmail", 0);
+  s.sessions_active.try_emplace("sendmail", 0);
+  for (const auto& c : connections_) {
+    ++s.sessions_active[c.listener];
+    const auto& rejected = c.session->rejections();
+    for (std::size_t i = 0; i < rejected.size(); ++i) s.counters.rejected[i] += rejected[i];
+  }
+  const auto counts = scheduler_.counts();
+  s.queued = counts.queued;
+  s.deferred_now = counts.deferred;
+  s.failed = spool_.list(spool::Area::failed).size();
+  if (const auto oldest = scheduler_.oldest_arrival()) {
+    const auto age = std::chrono::system_clock::now() - *oldest;
+    s.oldest_queued_seconds = std::max(0.0, std::chrono::duration<double>(age).count());
+  }
+  s.upstream_port = scheduler_.upstream_port();
+  s.process = read_process_stats();
+  return s;
+}
+
+std::optional<std::string> Daemon::not_ready() const {
+  if (stopping_) return "draining";
+  // Writable as the spool uses it: the queue's directory, on a file system with room left.
+  if (::access(cfg_->spool_dir.c_str(), W_OK) != 0) {
+    return "spool " + cfg_->spool_dir + " is not writable: " + std::strerror(errno);
+  }
+  struct statvfs fs {};
+  if (::statvfs(cfg_->spool_dir.c_str(), &fs) == 0 && fs.f_bavail == 0) return "spool " + cfg_->spool_dir + " is full";
+  return std::nullopt;
 }
 
 void Daemon::maybe_exit() {
@@ -449,6 +533,7 @@ asio::awaitable<void> Daemon::accept_loop(std::list<Listener>::iterator listener
       // Only a configured proxy may say who the client is; anyone else is closed without a word.
       log::warning("rejected", {{"reason", "not_in_proxy_from"}, {"client", from.to_string()},
                                 {"listener", listen.address}});
+      ++counters_.rejected[static_cast<std::size_t>(smtp::Rejection::protocol)];
       stream->close();
       continue;
     }
@@ -475,6 +560,7 @@ asio::awaitable<void> Daemon::read_proxy_header(std::unique_ptr<net::Stream> str
     if (parser.status() == smtp::ProxyHeaderParser::Status::invalid) why = parser.error();
     log::warning("rejected", {{"reason", "proxy_header"}, {"client", from.to_string()},
                               {"listener", listen.address}, {"error", why}});
+    ++counters_.rejected[static_cast<std::size_t>(smtp::Rejection::protocol)];
     stream->close();
     co_return;
   }
@@ -500,6 +586,7 @@ void Daemon::admit(std::unique_ptr<net::Stream> stream, const asio::ip::address&
   if ((!peer_trusted && per_address_[peer] >= max_connections_per_address) ||
       connections_.size() >= max_connections) {
     log::warning("rejected", {{"reason", "connections"}, {"client", peer}, {"listener", listen.address}});
+    ++counters_.rejected[static_cast<std::size_t>(smtp::Rejection::rate)];
     asio::co_spawn(io_, refuse_connection(std::move(stream), cfg->hostname), [](std::exception_ptr e) {
       if (e) log::error("crash", {{"where", "refuse"}});
     });
@@ -563,6 +650,7 @@ asio::awaitable<smtp::AuthResult> Daemon::authenticate(const smtp::server_action
   smtp::AuthResult result;
   if (throttle_.locked_out(client, Clock::now())) {
     result.verdict = smtp::AuthResult::Verdict::locked_out;
+    ++counters_.auth_failures[listen.address];
     log::warning("auth", {{"client", client}, {"user", auth.user}, {"listener", listen.address},
                           {"mechanism", auth.mechanism}, {"result", "locked_out"}});
     co_return result;
@@ -586,6 +674,7 @@ asio::awaitable<smtp::AuthResult> Daemon::authenticate(const smtp::server_action
   } else {
     throttle_.record_failure(client, now);
     result.verdict = smtp::AuthResult::Verdict::bad_credentials;
+    ++counters_.auth_failures[listen.address];
   }
   if (delay.count() > 0) {
     asio::steady_timer timer(io_, delay);
@@ -611,7 +700,7 @@ asio::awaitable<void> Daemon::serve_connection(std::unique_ptr<net::Stream> stre
   // Only the local sendmail socket may start a queue run (a TCP listener's address is host:port).
   policy.queue_control = listen.address == "sendmail";
   smtp::ServerSession session(policy);
-  auto registration = connections_.insert(connections_.end(), Connection{&session, &stream});
+  auto registration = connections_.insert(connections_.end(), Connection{&session, &stream, listen.address});
 
   std::optional<spool::Incoming> incoming;
   std::optional<smtp::Transaction> txn;
@@ -719,6 +808,7 @@ asio::awaitable<void> Daemon::serve_connection(std::unique_ptr<net::Stream> stre
           log::event("received", outcome.id->str(),
                      {{"client", env.client}, {"user", env.user}, {"from", "<" + env.sender + ">"},
                       {"nrcpt", std::to_string(env.recipients.size())}, {"size", std::to_string(env.size)}});
+          ++counters_.received[listen.address];
           scheduler_.enqueue(*outcome.id, env);
           session.handle_committed(outcome.id->str(), Clock::now());
         } else {
@@ -749,6 +839,8 @@ asio::awaitable<void> Daemon::serve_connection(std::unique_ptr<net::Stream> stre
     }
   }
   stream.close();
+  const auto& rejected = session.rejections();
+  for (std::size_t i = 0; i < rejected.size(); ++i) counters_.rejected[i] += rejected[i];
   connections_.erase(registration);
   maybe_exit();
 }

@@ -112,16 +112,16 @@ void ServerSession::process_line(const LineSplitter::Line& line, TimePoint now) 
           if (helo_.empty()) return error_reply(make_reply(503, "5.5.1", "Error: send HELO/EHLO first"));
           if (state_ != State::ready) return error_reply(make_reply(503, "5.5.1", "Error: nested MAIL command"));
           if (policy_.auth_required && user_.empty()) {
-            return error_reply(make_reply(530, "5.7.0", "Authentication required"));
+            return error_reply(make_reply(530, "5.7.0", "Authentication required"), Rejection::auth_required);
           }
           if ((c.body_8bit || c.smtputf8 || c.size) && !esmtp_) {
             return error_reply(make_reply(555, "5.5.4", "MAIL parameters need EHLO"));
           }
           if (c.size && *c.size > policy_.limits.max_message_size) {
-            return send(make_reply(552, "5.3.4", "Message size exceeds fixed maximum message size"));
+            return reject(Rejection::size, make_reply(552, "5.3.4", "Message size exceeds fixed maximum message size"));
           }
           if (!user_.empty() && !auth::sender_allowed(allowed_senders_, c.sender)) {
-            return send(make_reply(553, "5.7.1", "<" + c.sender + ">: Sender address rejected: not owned by user " + user_));
+            return reject(Rejection::sender_not_allowed, make_reply(553, "5.7.1", "<" + c.sender + ">: Sender address rejected: not owned by user " + user_));
           }
           txn_ = Transaction{};
           txn_.sender = std::move(c.sender);
@@ -134,13 +134,13 @@ void ServerSession::process_line(const LineSplitter::Line& line, TimePoint now) 
             return error_reply(make_reply(503, "5.5.1", "Error: need MAIL command"));
           }
           if (!may_relay()) {
-            return send(make_reply(554, "5.7.1", "<" + c.recipient + ">: Relay access denied"));
+            return reject(Rejection::relay_denied, make_reply(554, "5.7.1", "<" + c.recipient + ">: Relay access denied"));
           }
           if (has_8bit(c.recipient) && !txn_.smtputf8) {
-            return send(make_reply(553, "5.6.7", "Non-ASCII address requires SMTPUTF8"));
+            return reject(Rejection::protocol, make_reply(553, "5.6.7", "Non-ASCII address requires SMTPUTF8"));
           }
           if (txn_.recipients.size() >= policy_.limits.max_recipients) {
-            return send(make_reply(452, "4.5.3", "Error: too many recipients"));
+            return reject(Rejection::recipients, make_reply(452, "4.5.3", "Error: too many recipients"));
           }
           txn_.recipients.push_back(std::move(c.recipient));
           state_ = State::rcpt;
@@ -248,7 +248,7 @@ void ServerSession::process_data(std::string_view bytes, TimePoint now) {
   if (data_too_big_) {
     reset_transaction();
     state_ = State::ready;
-    send(make_reply(552, "5.3.4", "Message size exceeds fixed maximum message size"));
+    reject(Rejection::size, make_reply(552, "5.3.4", "Message size exceeds fixed maximum message size"));
     lines_.feed(rest);
     return;   // process_input continues with the lines that followed
   }
@@ -340,9 +340,10 @@ void ServerSession::handle_auth_result(const AuthResult& result, TimePoint now) 
       send(make_reply(235, "2.7.0", "Authentication successful"));
       break;
     case AuthResult::Verdict::bad_credentials:
-      error_reply(make_reply(535, "5.7.8", "Authentication credentials invalid"));
+      error_reply(make_reply(535, "5.7.8", "Authentication credentials invalid"), std::nullopt);
       break;
     case AuthResult::Verdict::locked_out:
+      ++rejections_[static_cast<std::size_t>(Rejection::rate)];
       close_with(make_reply(421, "4.7.0", policy_.hostname + " Too many failed authentications, try again later"));
       break;
     case AuthResult::Verdict::temporary_failure:
@@ -465,7 +466,13 @@ void ServerSession::send_raw(std::string bytes) {
   actions_.emplace_back(server_action::Send{std::move(bytes)});
 }
 
-void ServerSession::error_reply(const Reply& r) {
+void ServerSession::reject(Rejection why, const Reply& r) {
+  ++rejections_[static_cast<std::size_t>(why)];
+  send(r);
+}
+
+void ServerSession::error_reply(const Reply& r, std::optional<Rejection> counted_as) {
+  if (counted_as) ++rejections_[static_cast<std::size_t>(*counted_as)];
   if (++errors_ >= policy_.limits.max_errors) {
     return close_with(make_reply(421, "4.7.0", policy_.hostname + " Error: too many errors"));
   }

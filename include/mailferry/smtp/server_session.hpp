@@ -16,6 +16,7 @@
 #include "mailferry/smtp/data_decoder.hpp"
 #include "mailferry/smtp/limits.hpp"
 #include "mailferry/smtp/line_splitter.hpp"
+#include "mailferry/smtp/rejection.hpp"
 #include "mailferry/smtp/reply.hpp"
 
 namespace mailferry::smtp {
@@ -131,6 +132,8 @@ class ServerSession {
   const std::string& user() const { return user_; }
   bool secure() const { return tls_active_; }
   std::uint64_t messages_accepted() const { return messages_accepted_; }
+  // The refusals of this session so far, by reason (for /metrics).
+  const RejectionCounts& rejections() const { return rejections_; }
 
  private:
   void process_input(TimePoint now);
@@ -139,7 +142,10 @@ class ServerSession {
   void finish_data(TimePoint now);
   void send(const Reply& r);
   void send_raw(std::string bytes);
-  void error_reply(const Reply& r);
+  // A refused command: counts towards max_errors, and as `counted_as` in rejections() (nullopt:
+  // not a rejection, as a wrong password, which has its own counter).
+  void error_reply(const Reply& r, std::optional<Rejection> counted_as = Rejection::protocol);
+  void reject(Rejection why, const Reply& r);
   void close_with(const Reply& r);
   void reset_transaction();
   std::string ehlo_reply() const;
@@ -163,6 +169,7 @@ class ServerSession {
   std::size_t errors_ = 0;
   bool shutting_down_ = false;
   std::uint64_t messages_accepted_ = 0;
+  RejectionCounts rejections_{};
   bool tls_active_ = false;
   std::string user_;                        // authenticated user; empty until AUTH succeeds
   std::vector<std::string> allowed_senders_;

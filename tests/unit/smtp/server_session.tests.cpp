@@ -21,9 +21,10 @@ struct Outcome {
   int flushes = 0;
   std::vector<std::string> auth_users;   // user names the shell was asked to check
   bool closed = false;
+  RejectionCounts rejections{};
 
   bool operator==(const Outcome& o) const {
-    return sent == o.sent && messages == o.messages && aborts == o.aborts && closed == o.closed &&
+    return rejections == o.rejections && sent == o.sent && messages == o.messages && aborts == o.aborts && closed == o.closed &&
            begun.size() == o.begun.size() && handshakes == o.handshakes && auth_users == o.auth_users;
   }
 };
@@ -96,6 +97,7 @@ Outcome run(const SessionPolicy& policy, const std::vector<std::string>& chunks,
     s.handle_bytes(std::span<const char>(c.data(), c.size()), now);
     drain(drain);
   }
+  out.rejections = s.rejections();
   return out;
 }
 
@@ -410,4 +412,40 @@ TEST_CASE("ETRN #id and XDEL name one message on the local socket", "[smtp][serv
   CHECK(count(out.sent, "550 5.1.0") == 2);
   const auto tcp = run(trusted_policy(), {"EHLO x\r\nXDEL Q9\r\n"});
   CHECK(tcp.sent.find("502 5.5.2") != std::string::npos);
+}
+
+namespace {
+const std::string tx = "EHLO x\r\nMAIL FROM:<a@x.org>\r\n";
+}
+
+TEST_CASE("each refusal is counted once under its /metrics reason", "[smtp][server][metrics]") {
+  auto [auth_required, trusted, input, reason] = GENERATE(table<bool, bool, std::string, Rejection>({
+      {false, false, tx + "RCPT TO:<b@x.org>\r\n", Rejection::relay_denied},
+      {true, false, tx, Rejection::auth_required},
+      {false, true, "EHLO x\r\nMAIL FROM:<a@x.org> SIZE=5000\r\n", Rejection::size},
+      {false, true, tx + "RCPT TO:<b@x.org>\r\nDATA\r\n" + std::string(1500, 'x') + "\r\n.\r\n", Rejection::size},
+      {false, true, tx + "RCPT TO:<1@x.org>\r\nRCPT TO:<2@x.org>\r\nRCPT TO:<3@x.org>\r\nRCPT TO:<4@x.org>\r\n",
+       Rejection::recipients},
+      {false, true, "EHLO x\r\nBOGUS\r\n", Rejection::protocol},
+      {false, true, "MAIL FROM:<a@x.org>\r\n", Rejection::protocol},
+  }));
+  CAPTURE(input);
+  auto policy = trusted_policy();
+  policy.auth_required = auth_required;
+  policy.peer_trusted = trusted;
+  const auto out = run_all_ways(policy, input);
+  for (std::size_t i = 0; i < rejection_kinds; ++i) {
+    CAPTURE(to_string(static_cast<Rejection>(i)));
+    CHECK(out.rejections[i] == (i == static_cast<std::size_t>(reason) ? 1u : 0u));
+  }
+}
+
+TEST_CASE("refusals of AUTH: a wrong password is not a rejection, a lock-out is rate", "[smtp][server][metrics]") {
+  const auto bad = run(submission_policy(), {"EHLO c\r\nSTARTTLS\r\n", "EHLO c\r\nAUTH PLAIN " + plain_bad + "\r\n"});
+  CHECK(bad.rejections == RejectionCounts{});
+  const auto locked = run(submission_policy(), {"EHLO c\r\nSTARTTLS\r\n", "EHLO c\r\nAUTH PLAIN AGxvY2tlZAB4\r\n"});
+  CHECK(locked.rejections[static_cast<std::size_t>(Rejection::rate)] == 1);
+  const auto sender = run(submission_policy(), {"EHLO c\r\nSTARTTLS\r\n", "EHLO c\r\nAUTH PLAIN " + plain_ok +
+                                                "\r\nMAIL FROM:<boss@example.com>\r\n"});
+  CHECK(sender.rejections[static_cast<std::size_t>(Rejection::sender_not_allowed)] == 1);
 }
