@@ -126,6 +126,13 @@ class MetricsTest(RelayCase):
         mf.wait_event("bounced", r2.queue_id, WAIT)
         harness.wait_until(lambda: harness.spool_ids(mf.spool_dir, "failed") == [r2.queue_id], WAIT,
                            what="the bounced message in failed/")
+        # 3: a sendmail hand-off to the running daemon (listener "sendmail").
+        m3 = uuid.uuid4().hex
+        p = harness.spawn([harness.MAILFERRY_BIN, "sendmail", "-i", "c@y"], env={"MAILFERRY_CONFIG": mf.config_path},
+                          stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        out, err = p.communicate(make_message([("Subject", m3)], b"three\r\n"), timeout=20)
+        self.assertEqual(p.returncode, 0, err)
+        up.wait_for(m3.encode(), WAIT)
         # A client that may not relay (127.0.0.5 is outside trusted_networks): relay_denied.
         s = smtplib.SMTP("127.0.0.1", mf.port, timeout=10, source_address=("127.0.0.5", 0))
         s.ehlo("outsider")
@@ -155,8 +162,8 @@ class MetricsTest(RelayCase):
         expect = {
             ("mailferry_messages_received_total", (("listener", plain),)): 2,
             ("mailferry_messages_received_total", (("listener", submission),)): 0,
-            ("mailferry_messages_received_total", (("listener", "sendmail"),)): 0,
-            ("mailferry_messages_delivered_total", ()): 1,
+            ("mailferry_messages_received_total", (("listener", "sendmail"),)): 1,
+            ("mailferry_messages_delivered_total", ()): 2,
             ("mailferry_messages_deferred_total", ()): 1,
             ("mailferry_messages_bounced_total", ()): 1,
             ("mailferry_queue_messages", (("state", "queued"),)): 0,
