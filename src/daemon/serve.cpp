@@ -83,6 +83,13 @@ void install_log_sink(config::LogFormat format) {
   });
 }
 
+// An IPv4 client of a dual-stack listener ([::]:587), or in a PROXY v2 TCP6 header, arrives as
+// ::ffff:a.b.c.d: it is that IPv4 address, for the per-address limit, logs and Received: alike.
+asio::ip::address unmapped(const asio::ip::address& addr) {
+  if (addr.is_v6() && addr.to_v6().is_v4_mapped()) return asio::ip::make_address_v4(asio::ip::v4_mapped, addr.to_v6());
+  return addr;
+}
+
 bool in_networks(const std::vector<config::Network>& networks, const asio::ip::address& addr) {
   for (const auto& n : networks) {
     if (addr.is_v4()) {
@@ -522,7 +529,7 @@ asio::awaitable<void> Daemon::accept_loop(std::list<Listener>::iterator listener
     const config::Listen listen = listener->listen;
     ConfigPtr cfg = cfg_;
     std::error_code pec;
-    const asio::ip::address from = socket.remote_endpoint(pec).address();
+    const asio::ip::address from = unmapped(socket.remote_endpoint(pec).address());
     if (pec) continue;   // already gone
     auto stream = std::make_unique<net::Stream>(net::Stream::Socket(std::move(socket)), from.to_string());
     if (!listen.proxy_protocol) {
@@ -571,7 +578,7 @@ asio::awaitable<void> Daemon::read_proxy_header(std::unique_ptr<net::Stream> str
   if (header.command == smtp::ProxyHeader::Command::proxy && header.has_address()) {
     std::error_code ec;
     const auto parsed = asio::ip::make_address(smtp::effective_source(header).text, ec);
-    if (!ec) client = parsed;
+    if (!ec) client = unmapped(parsed);
   }
   stream->set_peer_address(client.to_string());
   const auto rest = parser.remaining();

@@ -51,6 +51,34 @@ def converse(s: socket.socket, command: bytes) -> bytes:
     return read_reply(s)
 
 
+class DualStackTest(RelayCase):
+    """A listener on [::] sees IPv4 clients as ::ffff:a.b.c.d: they still match IPv4
+    trusted_networks, and logs name the IPv4 address."""
+
+    def test_ipv4_client_of_a_dual_stack_listener(self):
+        if not socket.has_ipv6:
+            self.skipTest("no IPv6 in this kernel")
+        up = self.start_upstream()
+        port = free_port()
+        listen = ["[[listen]]", f'address = "[::]:{port}"', 'tls = "none"', 'auth = "none"', ""]
+        mf = self.start_mailferry(up.port, start=False, trusted=("127.0.0.2/32",))
+        harness.write_file(mf.config_path, relay_config(
+            spool_dir=mf.spool_dir, listen_port=port, upstream_port=up.port,
+            trusted=("127.0.0.2/32",), listen=listen))
+        mf.start(port)
+        for source, expected in (("127.0.0.2", 250), ("127.0.0.3", 554)):
+            with smtplib.SMTP("127.0.0.1", port, timeout=10, source_address=(source, 0)) as s:
+                s.ehlo("client.test")
+                s.mail("a@x")
+                code, _ = s.rcpt("b@y")
+                self.assertEqual(code, expected, source)
+                if code == 250:
+                    marker = uuid.uuid4().hex
+                    self.assertEqual(s.data(make_message([("Subject", marker)], b"dual\r\n"))[0], 250)
+        up.wait_for(marker.encode(), 20.0)
+        self.assertEqual(mf.events("received")[-1][1].get("client"), "127.0.0.2")
+
+
 class ProxyTest(RelayCase):
     def setUp(self):
         super().setUp()
@@ -100,6 +128,16 @@ class ProxyTest(RelayCase):
         self.assertTrue(reply.startswith(b"250 "), reply)
         self.up.wait_for(marker.encode(), 20.0)
         self.assertEqual(self.mf.events("received")[-1][1].get("client"), "10.1.2.4")
+
+    def test_v4_mapped_v6_source_is_the_v4_client(self):
+        # TCP6 with ::ffff:10.1.2.5 (a dual-stack proxy's view of an IPv4 client): 10.1.2.0/24.
+        addresses = (socket.inet_pton(socket.AF_INET6, "::ffff:10.1.2.5") +
+                     socket.inet_pton(socket.AF_INET6, "::1") + struct.pack("!HH", 40000, 25))
+        header = V2_SIGNATURE + bytes([0x21, 0x21]) + struct.pack("!H", len(addresses)) + addresses
+        reply, marker = self.relay(header)
+        self.assertTrue(reply.startswith(b"250 "), reply)
+        self.up.wait_for(marker.encode(), 20.0)
+        self.assertEqual(self.mf.events("received")[-1][1].get("client"), "10.1.2.5")
 
     def test_untrusted_real_client_cannot_relay(self):
         reply, _ = self.relay(v1("10.9.9.9"))
