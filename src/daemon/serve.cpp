@@ -31,6 +31,7 @@
 #include "daemon/credentials.hpp"
 #include "daemon/metrics_endpoint.hpp"
 #include "daemon/notify.hpp"
+#include "daemon/privileges.hpp"
 #include "daemon/scheduler.hpp"
 #include "mailferry/auth/auth_throttle.hpp"
 #include "mailferry/auth/password.hpp"
@@ -193,8 +194,9 @@ Result<Prepared> prepare(const config::Config& cfg) {
 
 class Daemon {
  public:
-  Daemon(ConfigPtr cfg, std::string config_flag, config::Environment env, spool::Spool spool, Prepared prepared)
-      : cfg_(std::move(cfg)), config_flag_(std::move(config_flag)), env_(std::move(env)), spool_(std::move(spool)),
+  Daemon(ConfigPtr cfg, std::string config_flag, config::Environment env, spool::Spool spool, Prepared prepared,
+         std::optional<RunAs> run_as)
+      : run_as_(std::move(run_as)), cfg_(std::move(cfg)), config_flag_(std::move(config_flag)), env_(std::move(env)), spool_(std::move(spool)),
         scheduler_(io_.get_executor(), disk_.get_executor(), spool_, cfg_, std::move(prepared.upstream_tls),
                    counters_),
         signals_(io_), server_tls_(std::move(prepared.server_tls)) {}
@@ -225,6 +227,7 @@ class Daemon {
   // Binds [metrics] address (nullptr when off); the error is the one line a user sees.
   Result<std::shared_ptr<MetricsEndpoint>> open_metrics(const config::Config& cfg);
 
+  std::optional<RunAs> run_as_;   // started as root with run_as: whom to become once bound
   ConfigPtr cfg_;                 // the config in force; a session keeps the one it started with
   std::string config_flag_;       // -c as given: SIGHUP loads from the same sources
   config::Environment env_;       // the MAILFERRY_* variables at start (a process's cannot change)
@@ -286,6 +289,18 @@ ExitCode Daemon::run() {
       return ExitCode::unavailable;
     }
     metrics_ = std::move(*endpoint);
+  }
+  // Everything privileged is done (ports bound, spool open and locked, certificates read): from
+  // here on, nothing runs as root.
+  if (run_as_) {
+    auto given = hand_over_spool(cfg_->spool_dir, *run_as_);
+    auto dropped = given ? drop_privileges(*run_as_) : Result<void>(given.error());
+    if (!dropped) {
+      std::fprintf(stderr, "mailferry: run_as: %s\n", dropped.error().message.c_str());
+      return ExitCode::software;
+    }
+    log::event("privileges_dropped", {}, {{"user", run_as_->name}, {"uid", std::to_string(run_as_->uid)},
+                                          {"gid", std::to_string(run_as_->gid)}});
   }
   for (auto it = listeners_.begin(); it != listeners_.end(); ++it) start_accepting(it);
   if (metrics_) metrics_->start();
@@ -861,13 +876,24 @@ std::string local_socket_name(const config::Config& config) {
 
 ExitCode serve(const config::Config& config, const std::string& config_flag, config::Environment env) {
   install_log_sink(config.log_format);
+  std::optional<RunAs> run_as;
+  if (geteuid() == 0 && config.run_as.empty()) {
+    log::warning("running_as_root", {{"hint", "set run_as = \"mailferry\" in the config"}});
+  } else if (geteuid() == 0) {
+    auto user = resolve_run_as(config.run_as);
+    if (!user) {
+      std::fprintf(stderr, "mailferry: %s\n", user.error().message.c_str());
+      return ExitCode::no_user;
+    }
+    run_as = std::move(*user);
+  } else if (!config.run_as.empty()) {
+    // Already unprivileged (systemd's User=, a container's USER): nothing to switch.
+    log::warning("run_as_ignored", {{"run_as", config.run_as}, {"reason", "not started as root"}});
+  }
   auto spool = spool::Spool::open(config.spool_dir);
   if (!spool) {
     std::fprintf(stderr, "mailferry: %s\n", spool.error().message.c_str());
     return ExitCode::cant_create;
-  }
-  if (geteuid() == 0 && config.run_as.empty()) {
-    log::warning("running_as_root", {{"hint", "set run_as = \"mailferry\" in the config"}});
   }
   // A certificate, key or ca_file that cannot be loaded stops the start.
   auto prepared = prepare(config);
@@ -876,7 +902,7 @@ ExitCode serve(const config::Config& config, const std::string& config_flag, con
     return ExitCode::config;
   }
   Daemon daemon(std::make_shared<const config::Config>(config), config_flag, std::move(env), std::move(*spool),
-                std::move(*prepared));
+                std::move(*prepared), std::move(run_as));
   return daemon.run();
 }
 
