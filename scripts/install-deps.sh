@@ -16,7 +16,7 @@ PACKAGES=(
   openssl msmtp testssl.sh libnet-ssleay-perl   # TLS tests: test CA, clients (swaks TLS needs Net::SSLeay), scan
   php-cli bsd-mailx git-email libmailtools-perl   # sendmail tests: PHP mail(), mail(1), git send-email (needs Mail::Address)
   scdoc mandoc                               # man pages: build, and the install test's lint
-  podman runc mmdebstrap                     # container image and systemd-in-a-container tests
+  podman runc slirp4netns mmdebstrap         # container image and systemd-in-a-container tests
   clang libclang-rt-14-dev                   # fuzz targets (libFuzzer); the replay tests use g++
   nmap                                       # smtp-open-relay check
   prometheus                                 # promtool check metrics, a real scrape

@@ -9,11 +9,13 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <chrono>
 #include <cstring>
 #include <fstream>
 #include <sstream>
+#include <vector>
 
 extern char** environ;
 
@@ -98,6 +100,18 @@ Result<Secret> run_secret_command(const std::vector<std::string>& argv) {
   return Secret(std::move(out));
 }
 
+// Group read is not a leak when the group is this process's own: Kubernetes mounts a Secret as
+// root:fsGroup and adds group read itself (0440), and systemd credentials and Debian's ssl-cert
+// keys are readable by the service's group in the same way.
+bool own_group(gid_t gid) {
+  if (gid == getegid()) return true;
+  const int n = getgroups(0, nullptr);
+  if (n <= 0) return false;
+  std::vector<gid_t> groups(static_cast<std::size_t>(n));
+  const int got = getgroups(n, groups.data());
+  return got > 0 && std::find(groups.begin(), groups.begin() + got, gid) != groups.begin() + got;
+}
+
 }  // namespace
 
 Result<Secret> upstream_secret(const config::Upstream& upstream) {
@@ -112,7 +126,9 @@ std::vector<std::string> secret_file_warnings(const config::Config& config) {
   auto check = [&](const std::string& path, const char* what) {
     struct stat st{};
     if (path.empty() || stat(path.c_str(), &st) != 0) return;
-    if ((st.st_mode & 077) != 0) {
+    const bool by_others = (st.st_mode & 007) != 0;
+    const bool by_group = (st.st_mode & 070) != 0 && !own_group(st.st_gid);
+    if (by_others || by_group) {
       out.push_back(path + ": " + what + " is readable by others (mode " +
                     std::to_string((st.st_mode >> 6) & 7) + std::to_string((st.st_mode >> 3) & 7) +
                     std::to_string(st.st_mode & 7) + "); run chmod 600 " + path);

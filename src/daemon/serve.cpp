@@ -166,7 +166,11 @@ Result<void> open_listener(asio::ip::tcp::acceptor& acc, const config::Listen& l
   if (!ec) acc.bind(ep, ec);
   if (!ec) acc.listen(asio::socket_base::max_listen_connections, ec);
   if (ec) {
-    return Error{"cannot listen on " + l.address + ": " + ec.message() + " (is another server using the port?)"};
+    const char* hint = ec == std::errc::permission_denied
+                           ? " (ports below 1024 need root or CAP_NET_BIND_SERVICE; in a container: --sysctl "
+                             "net.ipv4.ip_unprivileged_port_start=0)"
+                           : " (is another server using the port?)";
+    return Error{"cannot listen on " + l.address + ": " + ec.message() + hint};
   }
   return {};
 }
