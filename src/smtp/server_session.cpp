@@ -54,10 +54,10 @@ void ServerSession::handle_bytes(std::span<const char> in, TimePoint now) {
     case State::data:
       break;
   }
-  deadline_ = now + (state_ == State::data ? policy_.limits.data_timeout : policy_.limits.command_timeout);
   if (state_ == State::data) {
     process_data(std::string_view(in.data(), in.size()), now);
   } else {
+    // The deadline moves only when a whole line has come (process_input), not per byte.
     lines_.feed(std::string_view(in.data(), in.size()));
   }
   process_input(now);
@@ -69,6 +69,7 @@ void ServerSession::process_input(TimePoint now) {
          state_ == State::auth_login_pass) {
     auto line = lines_.next();
     if (!line) return;
+    deadline_ = now + policy_.limits.command_timeout;
     if (state_ == State::auth_plain || state_ == State::auth_login_user || state_ == State::auth_login_pass) {
       if (line->too_long) {
         state_ = State::ready;
@@ -159,6 +160,9 @@ void ServerSession::process_line(const LineSplitter::Line& line, TimePoint now) 
           data_.reset();
           data_size_ = 0;
           data_too_big_ = false;
+          data_started_ = now;
+          data_received_ = 0;
+          deadline_ = now + policy_.limits.data_timeout;
           state_ = State::data;
         } else if constexpr (std::is_same_v<T, command::Rset>) {
           reset_transaction();
@@ -230,7 +234,16 @@ void ServerSession::process_line(const LineSplitter::Line& line, TimePoint now) 
       cmd);
 }
 
+TimePoint ServerSession::data_deadline(TimePoint now) const {
+  const TimePoint idle = now + policy_.limits.data_timeout;
+  if (policy_.limits.min_data_rate == 0) return idle;
+  const auto earned = std::chrono::milliseconds(data_received_ * 1000 / policy_.limits.min_data_rate);
+  return std::min(idle, data_started_ + policy_.limits.data_timeout + earned);
+}
+
 void ServerSession::process_data(std::string_view bytes, TimePoint now) {
+  data_received_ += bytes.size();
+  deadline_ = data_deadline(now);
   std::string decoded;
   const auto progress = data_.decode(bytes, decoded);
   if (!decoded.empty() && !data_too_big_) {

@@ -21,11 +21,16 @@ struct Limits {
   std::uint64_t max_message_size = 25ull * 1024 * 1024;
   // Bad or out-of-sequence commands before the session is cut. → "421 4.7.0 Too many errors"
   std::size_t max_errors = 10;
-  // RFC 5321 §4.5.3.2.7: the server waits at least 5 minutes for the next command.
-  // → "421 4.4.2 Timeout exceeded"
+  // RFC 5321 §4.5.3.2.7: the server waits at least 5 minutes for the next command. Counted from
+  // the last complete command line, so a client that sends one byte of a line at a time
+  // (slowloris) gains nothing. → "421 4.4.2 Timeout exceeded"
   std::chrono::milliseconds command_timeout = std::chrono::minutes(5);
   // Between DATA chunks; same bound (RFC 5321 §4.5.3.2.5 gives the client 3 minutes per block).
   std::chrono::milliseconds data_timeout = std::chrono::minutes(5);
+  // DATA as a whole: after a first data_timeout of grace, it must average at least this many
+  // bytes a second, or it is cut like a timeout (a client trickling a byte every few minutes
+  // would otherwise hold its connection for ever). 0 = no floor.
+  std::uint64_t min_data_rate = 1024;
 };
 
 }  // namespace mailferry::smtp

@@ -139,6 +139,8 @@ class ServerSession {
   void process_input(TimePoint now);
   void process_line(const LineSplitter::Line& line, TimePoint now);
   void process_data(std::string_view bytes, TimePoint now);
+  // The earlier of the per-read timeout and the minimum-rate bound of the DATA phase.
+  TimePoint data_deadline(TimePoint now) const;
   void finish_data(TimePoint now);
   void send(const Reply& r);
   void send_raw(std::string bytes);
@@ -165,6 +167,8 @@ class ServerSession {
   std::string helo_;
   bool esmtp_ = false;
   std::uint64_t data_size_ = 0;
+  TimePoint data_started_{};        // when DATA was answered 354
+  std::uint64_t data_received_ = 0; // bytes read in DATA, stored or not
   bool data_too_big_ = false;
   std::size_t errors_ = 0;
   bool shutting_down_ = false;

@@ -449,3 +449,88 @@ TEST_CASE("refusals of AUTH: a wrong password is not a rejection, a lock-out is 
                                                 "\r\nMAIL FROM:<boss@example.com>\r\n"});
   CHECK(sender.rejections[static_cast<std::size_t>(Rejection::sender_not_allowed)] == 1);
 }
+
+namespace {
+// Feeds `text` one byte at a time, `gap` apart from `start`; returns the time after the last byte.
+TimePoint dribble(ServerSession& s, const std::string& text, TimePoint start, std::chrono::milliseconds gap) {
+  TimePoint t = start;
+  for (char c : text) {
+    s.handle_bytes(std::span<const char>(&c, 1), t);
+    s.handle_timeout(t);
+    t += gap;
+  }
+  return t;
+}
+
+bool cut_by_timeout(ServerSession& s) {
+  bool got = false;
+  while (auto a = s.poll_action()) {
+    if (auto* send = std::get_if<server_action::Send>(&*a)) got = got || send->bytes.find("421 4.4.2") != std::string::npos;
+  }
+  return got && s.state() == State::closed;
+}
+}  // namespace
+
+TEST_CASE("slowloris: bytes of an unfinished command line do not move the deadline", "[smtp][server][timeout]") {
+  ServerSession s(trusted_policy());
+  const TimePoint t0{};
+  s.handle_connected(t0);
+  while (s.poll_action()) {}
+  // "EHLO x" one byte a minute: the 5 minutes run from the greeting and are not renewed.
+  const auto t = dribble(s, "EHLO xxxxxxxx", t0, std::chrono::minutes(1));
+  CHECK(t > t0 + std::chrono::minutes(5));
+  CHECK(cut_by_timeout(s));
+}
+
+TEST_CASE("complete command lines renew the command deadline", "[smtp][server][timeout]") {
+  ServerSession s(trusted_policy());
+  TimePoint t{};
+  s.handle_connected(t);
+  for (int i = 0; i < 6; ++i) {   // a NOOP every 4 minutes for 24 minutes
+    t += std::chrono::minutes(4);
+    s.handle_timeout(t);
+    const std::string noop = "NOOP\r\n";
+    s.handle_bytes(std::span<const char>(noop.data(), noop.size()), t);
+  }
+  CHECK(s.state() != State::closed);
+  REQUIRE(s.poll_deadline());
+  CHECK(*s.poll_deadline() == t + std::chrono::minutes(5));
+}
+
+TEST_CASE("DATA must average the minimum rate once its first timeout has passed", "[smtp][server][timeout]") {
+  const std::string start = "EHLO x\r\nMAIL FROM:<a@x.org>\r\nRCPT TO:<b@x.org>\r\nDATA\r\n";
+  SECTION("a byte every 4 minutes is cut 5 minutes after DATA") {
+    ServerSession s(trusted_policy());
+    const TimePoint t0{};
+    s.handle_connected(t0);
+    s.handle_bytes(std::span<const char>(start.data(), start.size()), t0);
+    while (s.poll_action()) {}
+    dribble(s, "abc", t0 + std::chrono::minutes(4), std::chrono::minutes(4));
+    bool aborted = false, cut = false;
+    while (auto a = s.poll_action()) {
+      aborted = aborted || std::holds_alternative<server_action::AbortMessage>(*a);
+      if (auto* send = std::get_if<server_action::Send>(&*a)) cut = cut || send->bytes.rfind("421 4.4.2", 0) == 0;
+    }
+    CHECK(aborted);
+    CHECK(cut);
+  }
+  SECTION("2 KiB a second for 10 minutes is never cut, and its message is committed") {
+    auto policy = trusted_policy();
+    policy.limits.max_message_size = 10'000'000;
+    ServerSession s(policy);
+    TimePoint t{};
+    s.handle_connected(t);
+    s.handle_bytes(std::span<const char>(start.data(), start.size()), t);
+    const std::string chunk = std::string(2046, 'x') + "\r\n";
+    for (int i = 0; i < 600; ++i) {
+      t += std::chrono::seconds(1);
+      s.handle_timeout(t);
+      s.handle_bytes(std::span<const char>(chunk.data(), chunk.size()), t);
+    }
+    const std::string end = ".\r\n";
+    s.handle_bytes(std::span<const char>(end.data(), end.size()), t);
+    bool committed = false;
+    while (auto a = s.poll_action()) committed = committed || std::holds_alternative<server_action::CommitMessage>(*a);
+    CHECK(committed);
+  }
+}
