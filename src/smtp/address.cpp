@@ -24,14 +24,17 @@ bool valid_local_part(std::string_view local, bool allow_utf8) {
     if (local.size() < 2 || local.back() != '"') return false;
     for (std::size_t i = 1; i + 1 < local.size(); ++i) {
       auto c = static_cast<unsigned char>(local[i]);
-      if (c == '\\') {
+      const bool escaped = c == '\\';
+      if (escaped) {
         if (++i + 1 >= local.size()) return false;
         c = static_cast<unsigned char>(local[i]);
-        if (c < 0x20 || c == 0x7f) return false;
-        continue;
       }
-      if (c == '"' || c < 0x20 || c == 0x7f) return false;
+      // quoted-pairSMTP and qtextSMTP (RFC 5321 §4.1.2) are printable ASCII; 8-bit only with
+      // SMTPUTF8 (RFC 6531). '<' and '>' are refused too, though RFC 5321 allows them quoted:
+      // no provider takes them in a path, and refusing now tells the client instead of bouncing.
+      if (c < 0x20 || c == 0x7f || c == '<' || c == '>') return false;
       if (c >= 0x80 && !allow_utf8) return false;
+      if (c == '"' && !escaped) return false;
     }
     return true;
   }

@@ -7,8 +7,12 @@
 #include <utility>
 
 #include "mailferry/config/load_config.hpp"
+#include "../../support/config_round_trip.hpp"
 
 using namespace mailferry::config;
+using mailferry::test::unmasked;
+using mailferry::test::with_stand_ins;
+using mailferry::test::stand_in_password;
 
 namespace {
 
@@ -17,28 +21,6 @@ Config parsed(std::string_view toml) {
   INFO((result ? std::string() : result.error().message));
   REQUIRE(result.ok());
   return *result;
-}
-
-// Masked secrets do not load (on purpose), so the round trip swaps in stand-ins for the masks and
-// expects the original Config with the same stand-ins.
-constexpr std::string_view stand_in_hash = "$stand-in$hash";
-constexpr std::string_view stand_in_password = "stand-in password";
-
-std::string unmasked(std::string text) {
-  const std::string mask = "\"" + std::string(masked_secret) + "\"";
-  for (auto [key, value] : {std::pair{std::string("password_hash = "), stand_in_hash},
-                            std::pair{std::string("password = "), stand_in_password}}) {
-    for (auto at = text.find(key + mask); at != std::string::npos; at = text.find(key + mask, at)) {
-      text.replace(at + key.size(), mask.size(), "\"" + std::string(value) + "\"");
-    }
-  }
-  return text;
-}
-
-Config with_stand_ins(Config c) {
-  if (!c.upstream.password.empty()) c.upstream.password = mailferry::Secret(std::string(stand_in_password));
-  for (User& u : c.users) u.password_hash = std::string(stand_in_hash);
-  return c;
 }
 
 bool contains(const std::string& haystack, std::string_view needle) {
