@@ -49,6 +49,10 @@ MIB = 1024 * 1024
 # Growth of the relay's peak RSS allowed while one client sends 5 MB: what one session may hold
 # (a 16 KiB read buffer, one decoded chunk, reply text) plus allocator slack; far below 5 MB.
 MAX_GROWTH_KIB = 2 * 1024
+# Under AddressSanitizer (run-tests.sh's second pass sets MAILFERRY_SANITIZED=1) freed memory sits
+# in quarantine and every allocation carries red zones: memory figures mean nothing there, so
+# they are printed but not held to the bounds below.
+SANITIZED = os.environ.get("MAILFERRY_SANITIZED") == "1"
 # Per idle connection (the coroutine frame with its 16 KiB read buffer, the session, the socket):
 # measured ~24 KiB here; the bound leaves room for allocator and kernel differences.
 MAX_KIB_PER_IDLE_CONNECTION = 48
@@ -307,7 +311,8 @@ class LongLineTest(AttackCase):
         print(f"\n5 MB command line: reply {text!r}; peak RSS growth {growth} KiB", flush=True)
         self.assertEqual(code, 500, text)
         self.assertIn("5.5.2", text)
-        self.assertLess(growth, MAX_GROWTH_KIB, "memory grew with the line: it is buffered")
+        if not SANITIZED:
+            self.assertLess(growth, MAX_GROWTH_KIB, "memory grew with the line: it is buffered")
         # The rest of the line was discarded up to its end, and the session goes on.
         c.send(b"\r\n")
         self.assertEqual(c.cmd("NOOP"), (250, "250 2.0.0 Ok"))
@@ -333,7 +338,8 @@ class LongLineTest(AttackCase):
         print(f"\n5 MB line in DATA: reply {text!r}; peak RSS growth {growth} KiB", flush=True)
         self.assertEqual(code, 250, text)
         self.assertRegex(text, r"2\.0\.0 Ok: queued as \S+")
-        self.assertLess(growth, MAX_GROWTH_KIB, "memory grew with the DATA line: it is buffered")
+        if not SANITIZED:
+            self.assertLess(growth, MAX_GROWTH_KIB, "memory grew with the DATA line: it is buffered")
         queue_id = text.rsplit(" ", 1)[1]
         path = os.path.join(self.mf.spool_dir, "queue", queue_id, "message")
         try:
@@ -383,7 +389,8 @@ class ConnectionLimitTest(AttackCase):
               f"descriptors {base_fds} -> {fds}; opened and greeted in {opened_in:.2f} s",
               flush=True)
         self.assertGreaterEqual(fds - base_fds, IDLE_CONNECTIONS)
-        self.assertLess(per_conn, MAX_KIB_PER_IDLE_CONNECTION)
+        if not SANITIZED:
+            self.assertLess(per_conn, MAX_KIB_PER_IDLE_CONNECTION)
         # Meanwhile a normal client is served.
         self.assert_serves(f"with {IDLE_CONNECTIONS} idle connections")
         self.assertGreaterEqual(self.sessions(), IDLE_CONNECTIONS)
@@ -416,7 +423,8 @@ class ConnectionLimitTest(AttackCase):
         print(f"\nRSS with {IDLE_TLS_CONNECTIONS} idle implicit-TLS connections: "
               f"{rss / 1024:.1f} MiB ({per_conn:.1f} KiB per connection); "
               f"{took:.2f} s for the handshakes", flush=True)
-        self.assertLess(per_conn, MAX_KIB_PER_IDLE_TLS_CONNECTION)
+        if not SANITIZED:
+            self.assertLess(per_conn, MAX_KIB_PER_IDLE_TLS_CONNECTION)
         self.assert_serves(f"with {IDLE_TLS_CONNECTIONS} idle TLS connections")
 
     def test_per_address_cap_and_trusted_exemption(self):
