@@ -42,7 +42,7 @@ if [[ "${MAILFERRY_SANITIZERS:-1}" != 0 ]]; then
   # counts them. testssl is left out: an external scanner over the same TLS paths tls_auth covers,
   # and the slowest test by far.
   set +e
-  MAILFERRY_SANITIZED=1 ASAN_OPTIONS="log_path=$PWD/$reports/asan:detect_leaks=1" \
+  SANITIZED_BUILD=1 ASAN_OPTIONS="log_path=$PWD/$reports/asan:detect_leaks=1" \
   UBSAN_OPTIONS="log_path=$PWD/$reports/ubsan:print_stacktrace=1" \
     meson test -C build-asan --no-rebuild --print-errorlogs --num-processes 2 \
       --suite unit --suite fuzz --suite integration --no-suite scanner

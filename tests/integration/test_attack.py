@@ -49,10 +49,10 @@ MIB = 1024 * 1024
 # Growth of the relay's peak RSS allowed while one client sends 5 MB: what one session may hold
 # (a 16 KiB read buffer, one decoded chunk, reply text) plus allocator slack; far below 5 MB.
 MAX_GROWTH_KIB = 2 * 1024
-# Under AddressSanitizer (run-tests.sh's second pass sets MAILFERRY_SANITIZED=1) freed memory sits
+# Under AddressSanitizer (run-tests.sh's second pass sets SANITIZED_BUILD=1) freed memory sits
 # in quarantine and every allocation carries red zones: memory figures mean nothing there, so
 # they are printed but not held to the bounds below.
-SANITIZED = os.environ.get("MAILFERRY_SANITIZED") == "1"
+SANITIZED = os.environ.get("SANITIZED_BUILD") == "1"
 # Per idle connection (the coroutine frame with its 16 KiB read buffer, the session, the socket):
 # measured ~24 KiB here; the bound leaves room for allocator and kernel differences.
 MAX_KIB_PER_IDLE_CONNECTION = 48
