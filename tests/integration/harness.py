@@ -271,6 +271,28 @@ class Upstream:
                           timeout, what=f"{n} message(s) with {marker!r} at the upstream")
 
 
+# ---------------------------------------------------------------- haproxy
+
+def start_haproxy(workdir: str, cleanup, body: list[str], ports: list[int],
+                  timeout_client: str = "30s") -> subprocess.Popen:
+    """Debian's haproxy in TCP mode with `body` (frontends and backends, one line each) after the
+    shared global and defaults sections; checked with `haproxy -c` first, stopped by `cleanup`,
+    returned once every port in `ports` accepts. Skips the test when haproxy is missing."""
+    if shutil.which("haproxy") is None:
+        raise unittest.SkipTest("haproxy is not installed (Debian package haproxy)")
+    cfg = write_file(os.path.join(workdir, "haproxy.cfg"), "\n".join([
+        "global", "  maxconn 200", "defaults", "  mode tcp", "  timeout connect 5s",
+        f"  timeout client {timeout_client}", f"  timeout server {timeout_client}", *body, ""]))
+    check = subprocess.run(["haproxy", "-c", "-f", cfg], capture_output=True, timeout=20)
+    if check.returncode != 0:
+        raise AssertionError(f"haproxy -c: {check.stderr.decode(errors='replace')}")
+    proc = spawn(["haproxy", "-db", "-f", cfg], stdin=subprocess.DEVNULL,
+                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    cleanup(stop_process, proc)
+    wait_until(lambda: all(port_accepts(p) for p in ports), 10.0, what="haproxy listening")
+    return proc
+
+
 # ---------------------------------------------------------------- test certificates
 
 class TlsPKI:

@@ -158,17 +158,9 @@ class OpenRelayTest(RelayCase):
         if shutil.which("haproxy") is None:
             return None
         port = harness.free_port()
-        cfg = harness.write_file(os.path.join(self.workdir, "haproxy.cfg"), "\n".join([
-            "global", "  maxconn 100", "defaults", "  mode tcp", "  timeout connect 5s",
-            "  timeout client 30s", "  timeout server 30s",
+        harness.start_haproxy(self.workdir, self.addCleanup, [
             "frontend smtp", f"  bind 127.0.0.1:{port}", "  default_backend relay",
-            "backend relay", f"  server mf 127.0.0.1:{backend_port} send-proxy-v2", ""]))
-        check = subprocess.run(["haproxy", "-c", "-f", cfg], capture_output=True, timeout=20)
-        self.assertEqual(check.returncode, 0, check.stderr.decode(errors="replace"))
-        proc = harness.spawn(["haproxy", "-db", "-f", cfg], stdin=subprocess.DEVNULL,
-                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        self.addCleanup(harness.stop_process, proc)
-        harness.wait_until(lambda: harness.port_accepts(port), 10.0, what="haproxy listening")
+            "backend relay", f"  server mf 127.0.0.1:{backend_port} send-proxy-v2"], [port])
         return port
 
     def test_control_trusted_scanner_is_reported_open(self):

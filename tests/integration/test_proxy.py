@@ -11,7 +11,6 @@ import os
 import shutil
 import smtplib
 import socket
-import subprocess
 import ssl
 import struct
 import uuid
@@ -190,22 +189,14 @@ class HaproxyTest(RelayCase):
             trusted=("127.0.0.3/32", "::1/128"), listen=listen))
         self.mf.start(self.port)
         self.v1_port, self.v2_port = free_port(), free_port()
-        cfg = harness.write_file(os.path.join(self.workdir, "haproxy.cfg"), "\n".join([
-            "global", "  maxconn 100", "defaults", "  mode tcp", "  timeout connect 5s",
-            "  timeout client 30s", "  timeout server 30s",
+        harness.start_haproxy(self.workdir, self.addCleanup, [
             "frontend v1", f"  bind 127.0.0.1:{self.v1_port}", f"  bind [::1]:{self.v1_port}",
             "  default_backend relay_v1",
             "frontend v2", f"  bind 127.0.0.1:{self.v2_port}", f"  bind [::1]:{self.v2_port}",
             "  default_backend relay_v2",
             "backend relay_v1", f"  server mf 127.0.0.1:{self.port} send-proxy",
-            "backend relay_v2", f"  server mf 127.0.0.1:{self.port} send-proxy-v2", ""]))
-        check = subprocess.run(["haproxy", "-c", "-f", cfg], capture_output=True, timeout=20)
-        self.assertEqual(check.returncode, 0, check.stderr.decode(errors="replace"))
-        proc = harness.spawn(["haproxy", "-db", "-f", cfg], stdin=subprocess.DEVNULL,
-                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        self.addCleanup(harness.stop_process, proc)
-        harness.wait_until(lambda: harness.port_accepts(self.v1_port) and harness.port_accepts(self.v2_port),
-                           10.0, what="haproxy listening")
+            "backend relay_v2", f"  server mf 127.0.0.1:{self.port} send-proxy-v2"],
+            [self.v1_port, self.v2_port])
 
     def send(self, port: int, source: str) -> tuple[harness.SendResult, str]:
         family = socket.AF_INET6 if ":" in source else socket.AF_INET

@@ -12,7 +12,6 @@ import re
 import shutil
 import smtplib
 import socket
-import subprocess
 import threading
 import time
 import uuid
@@ -48,19 +47,11 @@ class ScaleOutTest(RelayCase):
         self.port = free_port()
         servers = [f"  server mf{i} 127.0.0.1:{mf.port} send-proxy-v2"
                    for i, mf in enumerate(self.instances)]
-        cfg = harness.write_file(os.path.join(self.workdir, "haproxy.cfg"), "\n".join([
-            "global", "  maxconn 200", "defaults", "  mode tcp", "  timeout connect 5s",
-            "  timeout client 60s", "  timeout server 60s",
+        harness.start_haproxy(self.workdir, self.addCleanup, [
             "frontend smtp", f"  bind 127.0.0.1:{self.port}", "  default_backend relays",
             # A connection refused by a stopped instance is retried once, on the other one.
             "backend relays", "  balance roundrobin", "  retries 1", "  option redispatch",
-            *servers, ""]))
-        check = subprocess.run(["haproxy", "-c", "-f", cfg], capture_output=True, timeout=20)
-        self.assertEqual(check.returncode, 0, check.stderr.decode(errors="replace"))
-        proc = harness.spawn(["haproxy", "-db", "-f", cfg], stdin=subprocess.DEVNULL,
-                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        self.addCleanup(harness.stop_process, proc)
-        harness.wait_until(lambda: harness.port_accepts(self.port), 10.0, what="haproxy listening")
+            *servers], [self.port], timeout_client="60s")
 
     def connect(self, source: str) -> smtplib.SMTP:
         s = smtplib.SMTP(timeout=30, local_hostname="client.test")
